@@ -1,0 +1,80 @@
+"""One training loop: mini-batch training of a pure loss with any optimizer.
+
+Contract: ``loss_fn(params, x_batch, y_batch, key) -> scalar`` is a pure function;
+``optimizer`` is anything with optax's ``init(params)`` / ``update(grads, state, params)``
+(a ``lab.optim`` optimizer or an optax transform).  :func:`train` runs one compiled
+``lax.scan`` per epoch over a shuffled index schedule (``lab.data.epoch_batches``),
+so the host sees each epoch's end; it returns the final parameters and a history of
+per-step training losses.  It never prints: pass ``callback(epoch, params, losses)``
+to report progress or evaluate.  The sweep engine vmaps this same step function.
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lab import data
+
+
+class TrainResult(NamedTuple):
+    params: object
+    opt_state: object
+    step_losses: np.ndarray  # (epochs * iterations_per_epoch,), training loss before each update
+
+
+def make_step(loss_fn: Callable, optimizer) -> Callable:
+    """The pure update step ``(params, opt_state, x, y, key) -> (params, opt_state, loss)``."""
+
+    def step(params, opt_state, x, y, key):
+        loss, grads = jax.value_and_grad(loss_fn)(params, x, y, key)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = jax.tree_util.tree_map(lambda p, u: p + u.astype(p.dtype), params, updates)
+        return params, opt_state, loss
+
+    return step
+
+
+def train(loss_fn: Callable, params, optimizer, x, y, *, key, batch_size: int, epochs: int,
+          callback: Callable | None = None) -> TrainResult:
+    """Train ``params`` for ``epochs`` passes of shuffled mini-batches (without replacement).
+
+    Each epoch uses ``jax.random.fold_in(key, epoch)`` for its shuffle and per-step keys,
+    so a run is reproducible from ``key`` alone.  ``x``/``y`` are checked with
+    :func:`lab.data.check_dataset` first (NaN inputs and mismatched lengths are refused)."""
+    data.check_dataset(x, y, name="training data")
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    n = x.shape[0]
+    step = make_step(loss_fn, optimizer)
+
+    @jax.jit
+    def run_epoch(params, opt_state, epoch_key):
+        k_perm, k_steps = jax.random.split(epoch_key)
+        batches = data.epoch_batches(k_perm, n, batch_size)
+        keys = jax.random.split(k_steps, batches.shape[0])
+
+        def body(carry, inputs):
+            idx, k = inputs
+            p, s, loss = step(*carry, x[idx], y[idx], k)
+            return (p, s), loss
+
+        (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), (batches, keys))
+        return params, opt_state, losses
+
+    opt_state = optimizer.init(params)
+    history = []
+    for epoch in range(epochs):
+        params, opt_state, losses = run_epoch(params, opt_state, jax.random.fold_in(key, epoch))
+        history.append(np.asarray(losses))
+        if callback is not None:
+            callback(epoch, params, history[-1])
+    return TrainResult(params, opt_state, np.concatenate(history))
+
+
+def accuracy(logits, labels) -> jax.Array:
+    """Fraction of rows whose arg-max equals the integer label."""
+    pred = jnp.argmax(logits, axis=-1)
+    return jnp.mean((pred == jnp.asarray(labels).astype(pred.dtype)).astype(jnp.float32))
