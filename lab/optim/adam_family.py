@@ -64,7 +64,8 @@ def nadamw(learning_rate: ScalarOrSchedule, b1=0.9, b2=0.999, eps=1e-8, eps_root
 def amsgrad(learning_rate: ScalarOrSchedule, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0,
             mu_dtype=None, bias_correction_mu: bool = True,
             bias_correction_nu: bool = True) -> Optimizer:
-    """AMSGrad: ``vmax_t = max(vmax_{t-1}, v_hat)``; ``u_t = -lr m_hat / (sqrt(vmax_t + eps_root) + eps)``.
+    """AMSGrad: ``vmax_t = max(vmax_{t-1}, v_hat)``;
+    ``u_t = -lr m_hat / (sqrt(vmax_t + eps_root) + eps)``.
 
     Reference: Reddi, Kale & Kumar, *On the convergence of Adam and beyond*, ICLR 2018."""
     check_hypers("amsgrad", learning_rate=learning_rate, b1=b1, b2=b2, eps=eps, eps_root=eps_root)
@@ -89,7 +90,8 @@ def radam(learning_rate: ScalarOrSchedule, b1=0.9, b2=0.999, eps=1e-8, eps_root=
     ``u_t = -lr m_hat``; ``r_t`` is the variance rectification term.
 
     Reference: Liu et al., *On the variance of the adaptive learning rate and beyond*, ICLR 2020."""
-    check_hypers("radam", learning_rate=learning_rate, b1=b1, b2=b2, eps=eps, eps_root=eps_root)
+    check_hypers("radam", learning_rate=learning_rate, b1=b1, b2=b2, eps=eps, eps_root=eps_root,
+                 threshold=threshold)
     return chain(scale_by_radam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, threshold=threshold,
                                 nesterov=nesterov),
                  scale_by_learning_rate(learning_rate))

@@ -21,8 +21,9 @@ from lab.optim.transforms import (add_decayed_weights, add_noise, chain, ema, ma
 
 def sgd(learning_rate: ScalarOrSchedule, momentum=None, nesterov: bool = False,
         accumulator_dtype=None) -> Optimizer:
-    """Stochastic gradient descent: ``u_t = -lr g_t``; with momentum ``v_t = g_t + momentum v_{t-1}``
-    and ``u_t = -lr v_t`` (heavy ball) or ``u_t = -lr (g_t + momentum v_t)`` (Nesterov).
+    """Stochastic gradient descent: ``u_t = -lr g_t``; with momentum
+    ``v_t = g_t + momentum v_{t-1}`` and ``u_t = -lr v_t`` (heavy ball) or
+    ``u_t = -lr (g_t + momentum v_t)`` (Nesterov).
 
     References: Robbins & Monro, 1951; Polyak, 1964; Sutskever et al., ICML 2013."""
     check_hypers("sgd", learning_rate=learning_rate, momentum=momentum)
@@ -61,7 +62,8 @@ def adagrad(learning_rate: ScalarOrSchedule, initial_accumulator_value=0.1, eps=
     Reference: Duchi, Hazan & Singer, *Adaptive subgradient methods*, JMLR 2011."""
     check_hypers("adagrad", learning_rate=learning_rate,
                  initial_accumulator_value=initial_accumulator_value, eps=eps)
-    return chain(scale_by_rss(initial_accumulator_value, eps), scale_by_learning_rate(learning_rate))
+    return chain(scale_by_rss(initial_accumulator_value, eps),
+                 scale_by_learning_rate(learning_rate))
 
 
 def rmsprop(learning_rate: ScalarOrSchedule, decay=0.9, eps=1e-8, initial_scale=0.0,

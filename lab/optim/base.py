@@ -74,7 +74,7 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     """Return ``params + updates`` leafwise, keeping each parameter's dtype.
 
     Raises ValueError naming both structures if ``updates`` is not shaped like ``params``."""
-    check_structure("apply_updates", updates, params=params)
+    check_structure("apply_updates", updates, params=params, what="updates")
     return jax.tree.map(lambda p, u: p + jnp.asarray(u, jnp.asarray(p).dtype), params, updates)
 
 
@@ -120,6 +120,7 @@ HYPER_RANGES = {
     "max_step_size": "(0, inf)", "eta": "[0, inf)", "gamma": "[0, inf)",
     "trust_coefficient": "[0, inf)", "min_norm": "[0, inf)", "max_delta": "[0, inf)",
     "max_norm": "[0, inf)", "max_consecutive_errors": "[0, inf)",
+    "threshold": "[4, inf)",  # RAdam: the rectifier is NaN for SMA lengths in (2, 4)
 }
 
 
@@ -129,21 +130,22 @@ def check_hypers(where: str, **values) -> None:
         check_hyper(where, name, value, HYPER_RANGES[name])
 
 
-def check_structure(where: str, grads: Updates, **buffers: Any) -> None:
+def check_structure(where: str, grads: Updates, what: str = "grads", **buffers: Any) -> None:
     """Raise ValueError if ``grads`` and any named buffer have different pytree structures."""
     grads_def = jax.tree.structure(grads)
     for name, buffer in buffers.items():
         buffer_def = jax.tree.structure(buffer)
         if grads_def != buffer_def:
             raise ValueError(
-                f"{where}: grads have pytree structure {grads_def}, but {name} has structure "
+                f"{where}: {what} have pytree structure {grads_def}, but {name} has structure "
                 f"{buffer_def}; was init called with parameters of a different structure?")
 
 
 # ------------------------------------------------------------------- numeric helpers
 
 def as_float(value) -> jax.Array:
-    """A hyperparameter as a floating array in its own precision (Python float -> float64 under x64)."""
+    """A hyperparameter as a floating array in its own precision (a Python float becomes
+    float64 under x64)."""
     value = jnp.asarray(value)
     return value if jnp.issubdtype(value.dtype, jnp.floating) else value.astype(float)
 

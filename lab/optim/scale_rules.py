@@ -221,13 +221,15 @@ def scale_by_yogi(b1=0.9, b2=0.999, eps=1e-3, eps_root=0.0,
 def scale_by_radam(b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, threshold=5.0, *,
                    nesterov: bool = False) -> Optimizer:
     """Rectified Adam: with ``rho_inf = 2/(1 - b2) - 1`` and
-    ``rho_t = rho_inf - 2 t b2^t / (1 - b2^t)``, ``u_t = r_t m_hat / (sqrt(v_hat + eps_root) + eps)``
-    where ``r_t = sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t))``
-    if ``rho_t >= threshold``, else ``u_t = m_hat`` (momentum SGD).
+    ``rho_t = rho_inf - 2 t b2^t / (1 - b2^t)`` (the length of the approximated SMA),
+    ``u_t = r_t m_hat / (sqrt(v_hat + eps_root) + eps)`` if ``rho_t >= threshold``, else
+    ``u_t = m_hat`` (momentum SGD), where the variance rectification is
+    ``r_t = sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t))``.
+    ``threshold`` must be at least 4 (``r_t`` is NaN for ``2 < rho_t < 4``).
 
     Reference: Liu et al., *On the variance of the adaptive learning rate and beyond*,
     ICLR 2020."""
-    check_hypers("scale_by_radam", b1=b1, b2=b2, eps=eps, eps_root=eps_root)
+    check_hypers("scale_by_radam", b1=b1, b2=b2, eps=eps, eps_root=eps_root, threshold=threshold)
 
     def init(params):
         return ScaleByAdamState(count=zero_count(), mu=tree_zeros_like(params),
@@ -242,7 +244,8 @@ def scale_by_radam(b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, threshold=5.0, *,
         rho_inf = 2.0 / (1.0 - b2_f) - 1.0
         b2t = b2_f**t
         rho = rho_inf - 2 * t * b2t / (1 - b2t)
-        r = jnp.sqrt((rho - 4.0) * (rho - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho))
+        r = jnp.sqrt((rho - 4.0) * (rho - 2.0) * rho_inf
+                     / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho))
         mu_hat = _first_moment_hat(mu, updates, b1, count, nesterov)
         nu_hat = bias_correct(nu, b2, count)
         rectified = jax.tree.map(lambda m, v: cast_like(r, m) * m / (

@@ -18,7 +18,7 @@ the step count after this update (1 on the first call), and operate elementwise.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -466,7 +466,8 @@ def masked(inner, mask) -> Optimizer:
         m = mask_tree(updates)
         hidden_params = None if params is None else hide(m, params)
         args = (hide(m, updates), state.inner_state, hidden_params)
-        new, inner_state = inner.update(*args, **extra) if inner_takes_extra else inner.update(*args)
+        new, inner_state = (inner.update(*args, **extra) if inner_takes_extra
+                            else inner.update(*args))
         updates = jax.tree.map(lambda keep, n, old: n if keep else old, m, new, updates)
         return updates, MaskedState(inner_state=inner_state)
 

@@ -1,0 +1,136 @@
+"""Per-step update time of every lab optimizer against its optax twin (not a test).
+
+    python benchmarks/optimizers.py [--steps 50] [--repeats 7] [--quick]
+
+A step is ``update`` followed by ``apply_updates`` on a float32 pytree of about 1M
+parameters (two matrices, a vector, a scalar, nested in dicts), with fixed gradients.
+Each measurement jits a ``lax.fori_loop`` of ``--steps`` steps, so Python dispatch is
+paid once per call, and reports the best of ``--repeats`` calls divided by ``--steps``.
+lab and optax are timed alternately in the same process, so drift hits both alike.
+Ratio = lab / optax; the goal is <= 1.05 for every optimizer.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lab import optim
+
+LR = 1e-3
+
+# name: (lab factory, optax factory, extra update kwargs)
+TWINS = {
+    "sgd": (lambda: optim.sgd(LR), lambda: optax.sgd(LR)),
+    "sgd_momentum": (lambda: optim.sgd(LR, momentum=0.9), lambda: optax.sgd(LR, momentum=0.9)),
+    "sgd_nesterov": (lambda: optim.sgd(LR, 0.9, nesterov=True), lambda: optax.sgd(LR, 0.9, nesterov=True)),
+    "heavy_ball": (lambda: optim.heavy_ball(LR, 0.9), lambda: optax.sgd(LR * 0.1, momentum=0.9)),
+    "adagrad": (lambda: optim.adagrad(LR), lambda: optax.adagrad(LR)),
+    "rmsprop": (lambda: optim.rmsprop(LR), lambda: optax.rmsprop(LR)),
+    "rmsprop_centered_mom": (lambda: optim.rmsprop(LR, centered=True, momentum=0.9),
+                             lambda: optax.rmsprop(LR, centered=True, momentum=0.9)),
+    "adadelta": (lambda: optim.adadelta(LR), lambda: optax.adadelta(LR)),
+    "adam": (lambda: optim.adam(LR), lambda: optax.adam(LR)),
+    "adamw": (lambda: optim.adamw(LR), lambda: optax.adamw(LR)),
+    "amsgrad": (lambda: optim.amsgrad(LR), lambda: optax.amsgrad(LR)),
+    "adamax": (lambda: optim.adamax(LR), lambda: optax.adamax(LR)),
+    "nadam": (lambda: optim.nadam(LR), lambda: optax.nadam(LR)),
+    "nadamw": (lambda: optim.nadamw(LR), lambda: optax.nadamw(LR)),
+    "radam": (lambda: optim.radam(LR), lambda: optax.radam(LR)),
+    "adabelief": (lambda: optim.adabelief(LR), lambda: optax.adabelief(LR)),
+    "yogi": (lambda: optim.yogi(LR), lambda: optax.yogi(LR)),
+    "lion": (lambda: optim.lion(LR), lambda: optax.lion(LR)),
+    "lamb": (lambda: optim.lamb(LR), lambda: optax.lamb(LR)),
+    "lars": (lambda: optim.lars(LR), lambda: optax.lars(LR)),
+    "sign_sgd": (lambda: optim.sign_sgd(LR), lambda: optax.sign_sgd(LR)),
+    "signum": (lambda: optim.signum(LR), lambda: optax.signum(LR)),
+    "rprop": (lambda: optim.rprop(LR), lambda: optax.rprop(LR)),
+    "noisy_sgd": (lambda: optim.noisy_sgd(LR, key=jax.random.key(0)),
+                  lambda: optax.noisy_sgd(LR, key=jax.random.key(0))),
+    "polyak_sgd": (lambda: optim.polyak_sgd(), lambda: optax.polyak_sgd()),
+}
+NEEDS_VALUE = {"polyak_sgd"}
+
+
+def make_params(scale: int = 1):
+    """About 1M float32 parameters (scale=1) in a mixed, nested pytree."""
+    k = jax.random.split(jax.random.key(0), 4)
+    return {"dense": {"w": jax.random.normal(k[0], (1024 // scale, 512), jnp.float32),
+                      "b": jax.random.normal(k[1], (512,), jnp.float32)},
+            "out": {"w": jax.random.normal(k[2], (512, 960 // scale), jnp.float32)},
+            "gain": jnp.ones((), jnp.float32)}
+
+
+def timed_loop(opt, params, grads, steps: int, value: bool):
+    extra = {"value": jnp.asarray(1.0, jnp.float32)} if value else {}
+
+    @jax.jit
+    def run(params, state):
+        def body(_, carry):
+            p, s = carry
+            u, s = opt.update(grads, s, p, **extra)
+            return optax.apply_updates(p, u), s
+        return jax.lax.fori_loop(0, steps, body, (params, state))
+
+    state = opt.init(params)
+    jax.block_until_ready(run(params, state))  # compile and warm up
+
+    def once():
+        t0 = time.perf_counter()
+        jax.block_until_ready(run(params, state))
+        return (time.perf_counter() - t0) / steps
+
+    return once
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    dev = jax.devices()[0]
+    return (f"{cpu}, {os.cpu_count()} cores, jax {jax.__version__}, optax {optax.__version__}, "
+            f"device {dev.platform}:{dev.device_kind}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--quick", action="store_true", help="8x fewer parameters, 3 repeats")
+    ap.add_argument("--only", nargs="*", help="optimizer names to run")
+    args = ap.parse_args()
+    params = make_params(8 if args.quick else 1)
+    repeats = 3 if args.quick else args.repeats
+    n = sum(x.size for x in jax.tree_util.tree_leaves(params))
+    grads = jax.tree_util.tree_map(lambda p: 1e-2 * jnp.cos(p), params)
+    print(f"# optimizer update benchmark: {n:,} float32 parameters, {args.steps} steps per call, "
+          f"best of {repeats}\n# {machine()}\n")
+    print("| optimizer | lab (us/step) | optax (us/step) | lab/optax |")
+    print("|---|---:|---:|---:|")
+    worst = 0.0
+    for name, (ours, theirs) in TWINS.items():
+        if args.only and name not in args.only:
+            continue
+        value = name in NEEDS_VALUE
+        lab_once = timed_loop(ours(), params, grads, args.steps, value)
+        tax_once = timed_loop(theirs(), params, grads, args.steps, value)
+        t_lab, t_tax = [], []
+        for _ in range(repeats):  # alternate so both see the same machine state
+            t_lab.append(lab_once())
+            t_tax.append(tax_once())
+        a, b = min(t_lab), min(t_tax)
+        worst = max(worst, a / b)
+        print(f"| {name} | {a * 1e6:,.0f} | {b * 1e6:,.0f} | {a / b:.3f} |", flush=True)
+    print(f"\nworst ratio {worst:.3f} (goal <= 1.05)")
+
+
+if __name__ == "__main__":
+    main()
