@@ -8,11 +8,12 @@ Everything is a pure function over plain pytrees.  Module map:
 * :mod:`lab.nets`        — layers as ``(init, apply)`` pairs, ``serial``, builders (mlp, cnn, rnn, lstm, ...)
 * :mod:`lab.backprop`    — a hand-written forward/backward pass for an MLP
 * :mod:`lab.data`        — synthetic problems, the digits data set, splits and batching
-* :mod:`lab.optim`       — hand-written optimizers and schedules, optax-compatible
+* :mod:`lab.optim`       — hand-written optimizers and schedules, optax-compatible; Newton family
+* :mod:`lab.curvature`   — Hessian-vector products, Lanczos eigenvalues, traces, spectral densities
 * :mod:`lab.train`       — the training loop
 * :mod:`lab.plotting`    — the figure style (imported on demand: it loads matplotlib)
 """
-from lab import activations, backprop, data, init, losses, nets, optim, train
+from lab import activations, backprop, curvature, data, init, losses, nets, optim, train
 from lab.data import load_digits
 from lab.nets import Layer, mlp, serial
 from lab.optim import apply_updates
@@ -20,5 +21,5 @@ from lab.train import train as fit
 
 __version__ = "0.1.0"
 
-__all__ = ["activations", "backprop", "data", "init", "losses", "nets", "optim", "train",
+__all__ = ["activations", "backprop", "curvature", "data", "init", "losses", "nets", "optim", "train",
            "load_digits", "Layer", "mlp", "serial", "apply_updates", "fit", "__version__"]

@@ -29,3 +29,12 @@ def test_every_figure_named_in_the_readme_exists():
     assert figures, "the README shows at least one figure"
     for f in figures:
         assert (ROOT / f).is_file(), f
+
+
+def test_readme_python_example_runs():
+    text = (ROOT / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102  (the README's own example)
+    losses = scope["result"].step_losses
+    assert losses.shape == (5 * (1797 // 32),) and losses[-20:].mean() < 0.5 * losses[:20].mean()
