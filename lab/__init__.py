@@ -10,10 +10,12 @@ Everything is a pure function over plain pytrees.  Module map:
 * :mod:`lab.data`        — synthetic problems, the digits data set, splits and batching
 * :mod:`lab.optim`       — hand-written optimizers and schedules, optax-compatible; Newton family
 * :mod:`lab.curvature`   — Hessian-vector products, Lanczos eigenvalues, traces, spectral densities
-* :mod:`lab.train`       — the training loop
+* :mod:`lab.train`       — the training step and loop
+* :mod:`lab.sweep`       — vmapped, sharded, resumable sweeps (``run_sweep``)
+* :mod:`lab.store`       — the SQLite results database
 * :mod:`lab.plotting`    — the figure style (imported on demand: it loads matplotlib)
 """
-from lab import activations, backprop, curvature, data, init, losses, nets, optim, train
+from lab import activations, backprop, curvature, data, init, losses, nets, optim, store, sweep, train
 from lab.data import load_digits
 from lab.nets import Layer, mlp, serial
 from lab.optim import apply_updates
@@ -21,5 +23,5 @@ from lab.train import train as fit
 
 __version__ = "0.1.0"
 
-__all__ = ["activations", "backprop", "curvature", "data", "init", "losses", "nets", "optim", "train",
+__all__ = ["activations", "backprop", "curvature", "data", "init", "losses", "nets", "optim", "store", "sweep", "train",
            "load_digits", "Layer", "mlp", "serial", "apply_updates", "fit", "__version__"]

@@ -6,7 +6,9 @@ Contract: ``loss_fn(params, x_batch, y_batch, key) -> scalar`` is a pure functio
 ``lax.scan`` per epoch over a shuffled index schedule (``lab.data.epoch_batches``),
 so the host sees each epoch's end; it returns the final parameters and a history of
 per-step training losses.  It never prints: pass ``callback(epoch, params, losses)``
-to report progress or evaluate.  The sweep engine vmaps this same step function.
+to report progress or evaluate.  The sweep engine (:mod:`lab.sweep`) vmaps this same
+step function, built with ``with_stats=True`` so that it also returns the gradient and
+update norms.
 """
 from __future__ import annotations
 
@@ -25,13 +27,33 @@ class TrainResult(NamedTuple):
     step_losses: np.ndarray  # (epochs * iterations_per_epoch,), training loss before each update
 
 
-def make_step(loss_fn: Callable, optimizer) -> Callable:
-    """The pure update step ``(params, opt_state, x, y, key) -> (params, opt_state, loss)``."""
+class StepStats(NamedTuple):
+    loss: jax.Array         # training loss on the batch, before the update
+    grad_norm: jax.Array    # global L2 norm of the gradient
+    update_norm: jax.Array  # global L2 norm of the update the optimizer returned
+
+
+def global_norm(tree) -> jax.Array:
+    """sqrt(sum of squares over every leaf), in the widest floating dtype among the leaves."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    if not leaves:
+        return jnp.zeros((), jnp.float32)
+    dtype = np.result_type(*(leaf.dtype for leaf in leaves))
+    return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)).astype(dtype) for leaf in leaves))
+
+
+def make_step(loss_fn: Callable, optimizer, *, with_stats: bool = False) -> Callable:
+    """The pure update step ``(params, opt_state, x, y, key) -> (params, opt_state, loss)``.
+
+    With ``with_stats=True`` the third output is a :class:`StepStats` (loss, gradient
+    norm, update norm) instead of the bare loss; the update itself is the same."""
 
     def step(params, opt_state, x, y, key):
         loss, grads = jax.value_and_grad(loss_fn)(params, x, y, key)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = jax.tree_util.tree_map(lambda p, u: p + u.astype(p.dtype), params, updates)
+        if with_stats:
+            return params, opt_state, StepStats(loss, global_norm(grads), global_norm(updates))
         return params, opt_state, loss
 
     return step

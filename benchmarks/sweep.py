@@ -1,0 +1,220 @@
+"""Benchmark: a learning-rate sweep done by hand versus by the lab engine.
+
+Reference sweep: MLP 64-128-128-10 tanh, softmax cross-entropy, 2,048 x 64 data, batch 64,
+300 steps, SGD with momentum 0.9, learning rates log-spaced 1e-3..1, 4 seeds.  All variants
+run in this one process on the same data, initial parameters and mini-batch schedule
+(:func:`lab.sweep.program.batch_schedule`):
+
+  (a) a fresh optax optimizer and a freshly jitted step per config, Python loop over steps;
+  (b) one jitted step with ``optax.inject_hyperparams``, Python loop over configs and steps;
+  (c) a PyTorch loop with ``torch.optim.SGD`` (only when torch is importable);
+  (d) the lab engine, ``lab.sweep.run_sweep`` (compile time reported apart).
+
+(a) and (b) cost the same per run whatever the sweep size, so they are timed on a subset of
+configs and reported as run-steps/s.  Throughput counts matmul FLOPs only (forward,
+weight gradients, input gradients of the upper layers) against the float32 matmul peak
+measured here.
+
+    python benchmarks/sweep.py                 # 64 and 1,024 runs, 300 steps
+    python benchmarks/sweep.py --reduced       # 64 and 256 runs, 60 steps: a quick look
+    python benchmarks/sweep.py --host-devices 2  # split the CPU into 2 XLA devices
+
+The persistent compilation cache (``--cache``, default ``results/jax_cache``) lets a rerun
+skip XLA compilation; compile seconds are printed separately.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+SIZES = (64, 128, 128, 10)
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--reduced", action="store_true", help="60 steps, 64 and 256 runs")
+    p.add_argument("--runs", type=int, nargs="*", help="sweep sizes (multiples of 4 seeds)")
+    p.add_argument("--steps", type=int, help="steps per run (default 300, 60 reduced)")
+    p.add_argument("--subset", type=int, default=8, help="configs timed for (a), (b), (c)")
+    p.add_argument("--runs-per-device", type=int, nargs="*", default=[0], help="engine batch sizes to try (0 = auto)")
+    p.add_argument("--host-devices", type=int, default=1, help="XLA CPU devices to split the host into")
+    p.add_argument("--cache", default="results/jax_cache", help="persistent compilation cache ('' = off)")
+    p.add_argument("--repeats", type=int, default=2, help="timings of (b) and (d) to take the best of")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    if args.host_devices > 1:  # must precede the first jax import
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                   f" --xla_force_host_platform_device_count={args.host_devices}").strip()
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    from lab import losses, nets, optim, train
+    from lab.sweep import Problem, Study, SweepSpec, run_sweep
+    from lab.sweep import program as prog
+
+    if args.cache:
+        Path(args.cache).mkdir(parents=True, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", args.cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    steps = args.steps or (60 if args.reduced else 300)
+    sizes = args.runs or ([64, 256] if args.reduced else [64, 1024])
+    batch, n, seeds = 64, 2048, 4
+
+    # ------------------------------------------------------------------ the problem
+    rng = np.random.RandomState(0)
+    x = rng.randn(n, 64).astype(np.float32)
+    teacher = rng.randn(64, 10).astype(np.float32)
+    y = np.argmax(x @ teacher + rng.randn(n, 10).astype(np.float32), axis=1).astype(np.int32)
+    net = nets.mlp(list(SIZES[1:]), activation="tanh")
+
+    def loss(params, xb, yb, key):
+        return losses.softmax_cross_entropy_with_integer_labels(net.apply(params, xb), yb)
+
+    def init(key):
+        return net.init(key, (-1, SIZES[0]))[1]
+
+    study = Study("benchmark_mlp", lambda static: Problem(init, loss, x, y, eval_x=x[:256], eval_y=y[:256]),
+                  lambda c: optim.sgd(c["learning_rate"], momentum=0.9), hyperparameters={"learning_rate": 0.01},
+                  static={"batch_size": batch}, description={"net": "mlp 64-128-128-10 tanh", "data": "2048x64 teacher"})
+    flops = 2 * batch * (2 * sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:]))
+                         + sum(a * b for a, b in zip(SIZES[1:-1], SIZES[2:])))
+    peak = matmul_peak(jax, jnp, np)
+    schedules = {s: prog.batch_schedule(s, n, batch, 0, steps) for s in range(seeds)}
+    print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} x{len(jax.devices())}, {os.cpu_count()} cores; "
+          f"{steps} steps, {flops / 1e6:.2f} MFLOP per run-step; float32 matmul peak {peak:.0f} GFLOP/s", flush=True)
+
+    def configs(count):
+        lrs = np.geomspace(1e-3, 1.0, count // seeds)
+        return [(float(lr), s) for lr in lrs for s in range(seeds)]
+
+    # ------------------------------------------------------------------ (a), (b)
+    def by_hand(make, subset):
+        t0, compile_s, mean_losses = time.perf_counter(), 0.0, []
+        for lr, seed in subset:
+            opt, step = make(lr)
+            params = init(jax.random.fold_in(jax.random.key(seed), 0))
+            state = opt.init(params)
+            values = []
+            for t, idx in enumerate(device_schedules[seed]):
+                c = time.perf_counter()
+                params, state, value = step(params, state, xd, yd, idx)
+                values.append(value)
+                if t == 0:
+                    value.block_until_ready()
+                    compile_s += time.perf_counter() - c
+            mean_losses.append(float(np.mean(np.asarray(values))))
+        return len(subset) * steps / (time.perf_counter() - t0), compile_s, mean_losses
+
+    # the by-hand loops gather the batch inside the jitted step from device-resident data
+    xd, yd, key = jnp.asarray(x), jnp.asarray(y), jax.random.key(0)
+    device_schedules = {s: list(jnp.asarray(v)) for s, v in schedules.items()}
+
+    def gathering(opt):
+        step = train.make_step(loss, opt)
+        return jax.jit(lambda p, s, xs, ys, idx: step(p, s, xs[idx], ys[idx], key))
+
+    def fresh(lr):
+        opt = optax.sgd(lr, momentum=0.9)
+        return opt, gathering(opt)
+
+    injected = optax.inject_hyperparams(optax.sgd)(learning_rate=0.01, momentum=0.9)
+    shared = gathering(injected)
+
+    def inject(lr):
+        class Opt:
+            def init(self, params):
+                s = injected.init(params)
+                s.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float32)
+                return s
+        return Opt(), shared
+
+    subset = configs(64)[::64 // args.subset][:args.subset]
+    rate_a, compile_a, _ = by_hand(fresh, subset)               # (a) compiles per config: counted
+    by_hand(inject, subset[:1])                                 # (b) compiles once: warm it first
+    rate_b, _, mean_b = max(by_hand(inject, subset) for _ in range(args.repeats))
+    print(f"(a) fresh optimizer + jit per config: {rate_a:9.0f} run-steps/s  (compiling is {compile_a:.1f}s of it)",
+          flush=True)
+    print(f"(b) inject_hyperparams, one jit:      {rate_b:9.0f} run-steps/s", flush=True)
+    rate_c = torch_rate(subset, x, y, schedules, steps)
+    print("(c) torch: not installed, skipped" if rate_c is None else f"(c) torch.optim.SGD loop: {rate_c:9.0f} run-steps/s")
+
+    # ------------------------------------------------------------------ (d)
+    rows = []
+    for runs in sizes:
+        for per_device in args.runs_per_device:
+            spec = SweepSpec(study, {"learning_rate": [lr for lr, _ in configs(runs)[::seeds]]}, seeds=seeds,
+                             steps=steps, eval_every=steps, chunk_steps=steps, divergence_factor=float("inf"),
+                             runs_per_device=per_device or None)
+            timings = []
+            for _ in range(args.repeats):  # the first compiles (or loads from the cache); later ones reuse it
+                t0 = time.perf_counter()
+                result = run_sweep(spec, store=":memory:", progress=False)
+                timings.append((runs * steps / result.timings["run_seconds"], result.timings["compile_seconds"],
+                                time.perf_counter() - t0))
+            rate, wall = max(r for r, _, _ in timings), timings[0][2]
+            rows.append((runs, result.execution["runs_per_device"]["0"], rate, timings[0][1], wall))
+            if runs == 64 and per_device == args.runs_per_device[0]:  # same configs as the subset
+                grid = result.axes["learning_rate"]
+                ours = np.asarray([result.final["train_loss"][grid.index(lr), s] for lr, s in subset])
+                rel = np.abs(ours - np.asarray(mean_b)) / np.abs(mean_b)
+                print(f"    check: mean training loss over the {steps} steps, engine vs (b), relative difference "
+                      f"by lr: " + ", ".join(f"{lr:.0e}: {r:.0e}" for (lr, _), r in zip(subset, rel)), flush=True)
+    print(f"\nbest of {args.repeats}; compile s and wall s (compile + run + store) are the first sweep's")
+    print("| runs | runs/device | engine run-steps/s | GFLOP/s | % of peak | vs (a) | vs (b) | compile s | wall s |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for runs, per_device, rate, compile_s, wall in rows:
+        gflops = rate * flops / 1e9
+        print(f"| {runs} | {per_device} | {rate:,.0f} | {gflops:.1f} | {100 * gflops / peak:.0f}% | "
+              f"{rate / rate_a:.1f}x | {rate / rate_b:.1f}x | {compile_s:.1f} | {wall:.1f} |")
+    for name, rate in (("(a)", rate_a), ("(b)", rate_b), ("(c)", rate_c)):
+        if rate is not None:
+            print(f"| {name} | - | {rate:,.0f} | {rate * flops / 1e9:.1f} | {100 * rate * flops / 1e9 / peak:.0f}% | | | | |")
+    return 0
+
+
+def matmul_peak(jax, jnp, np, size=1024, repeats=20) -> float:
+    """Best float32 GFLOP/s of a jitted size x size matmul on the default device."""
+    a = jnp.asarray(np.random.RandomState(1).randn(size, size).astype(np.float32))
+    f = jax.jit(lambda m: m @ m)
+    f(a).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f(a).block_until_ready()
+        best = min(best, time.perf_counter() - t)
+    return 2 * size ** 3 / best / 1e9
+
+
+def torch_rate(subset, x, y, schedules, steps):
+    """(c): run-steps/s of a plain PyTorch loop, or None when torch is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y).long()
+    t0 = time.perf_counter()
+    for lr, seed in subset:
+        torch.manual_seed(seed)
+        layers = []
+        for a, b in zip(SIZES[:-1], SIZES[1:]):
+            layers += [torch.nn.Linear(a, b), torch.nn.Tanh()]
+        model = torch.nn.Sequential(*layers[:-1])
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+        for idx in schedules[seed]:
+            idx = torch.from_numpy(idx.astype("int64"))
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()
+            opt.step()
+    return len(subset) * steps / (time.perf_counter() - t0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""lab.sweep: many training runs as one compiled program, resumable, stored in SQLite.
+
+The model::
+
+    study = Study(name, make_problem, make_optimizer, hyperparameters={...}, static={...})
+    spec = SweepSpec(study, grid={"learning_rate": [...], "batch_size": [...]}, seeds=4,
+                     steps=300, eval_every=50)
+    result = run_sweep(spec, store="results/lab.sqlite")   # a lab.store.SweepResult
+    result.curves["eval_loss"]    # (*grid shape, seeds, evaluations)
+
+* **Dynamic knobs** (every name in ``Study.hyperparameters``: learning rate, momentum,
+  damping, weight decay...) and the **seed** are vmapped: one compiled program per
+  **static group** (the runs sharing ``batch_size`` and every ``Study.static`` option).
+  ``make_optimizer(config)`` is called inside that program, with traced scalars for the
+  dynamic knobs, so new values never recompile.
+* Training is :func:`lab.train.make_step`, vmapped over runs inside ``lax.scan``; the host
+  runs it in chunks of ``chunk_steps`` to show progress (tqdm; ``progress=False`` turns it
+  off), commit to the database and stop early when every run of a batch diverged.
+* Every ``eval_every`` steps each run records ``train_loss`` (mean mini-batch loss over
+  the block), ``grad_norm`` and ``update_norm`` (last step of the block), ``param_norm``,
+  and ``eval_<name>`` for each value of the problem's ``evaluate`` (default: ``eval_loss``).
+* A run whose loss is not finite, or exceeds ``divergence_factor`` times the absolute
+  value of its first loss, is frozen at that step (recorded as ``diverged_step``); the
+  others continue bit for bit as if it were not there.
+* Runs are sharded over ``jax.local_devices()`` (a one-axis ``Mesh`` named ``runs``)
+  in batches of ``runs_per_device`` per device, chosen from a memory estimate unless given.
+* Results go to :mod:`lab.store`; a finished sweep is never rerun unless ``rerun=True``,
+  and an interrupted one resumes from its last committed chunk with identical results.
+
+Determinism: per-run randomness comes only from (seed, step); on CPU a run's numbers are
+bitwise the same whatever the chunking, grid layout or device count, at a fixed
+``runs_per_device`` (which is recorded and reused on resume).
+
+Several hosts: not implemented yet.  The plan is ``jax.distributed.initialize()`` in
+every process (e.g. one per node under SLURM: ``srun python sweep.py``), with each process
+taking every ``process_count``-th batch on its local devices and process 0 merging the
+per-process databases; today ``run_sweep`` uses only the calling process's devices.
+"""
+from lab.store import SweepResult
+from lab.sweep.engine import run_sweep
+from lab.sweep.program import TRAIN_METRICS
+from lab.sweep.spec import Group, Plan, Problem, Study, SweepSpec, classification_metrics, plan_sweep
+
+__all__ = ["Problem", "Study", "SweepSpec", "Plan", "Group", "plan_sweep", "classification_metrics", "run_sweep", "SweepResult",
+           "TRAIN_METRICS"]

@@ -1,0 +1,291 @@
+"""The host loop: run a sweep group by group, chunk by chunk, committing as it goes.
+
+Contract.  :func:`run_sweep` checks the spec, opens the results database and builds every
+group's problem before any compute (bad input raises there), then for each static group
+compiles one program (:mod:`lab.sweep.program`) and calls it chunk after chunk on batches
+of ``runs_per_device * devices`` runs.  After every chunk it commits one transaction
+(curves, progress, divergence, a checkpoint of unfinished batches), advances the
+progress bar and calls ``on_chunk``.  A batch stops early once all its runs diverged.
+
+A sweep is identified by its fingerprint (:func:`lab.sweep.plan_sweep`): a finished sweep
+with the same fingerprint is returned from the database without running anything; an
+unfinished one (interrupted, killed, failed) is resumed from its last committed chunk
+with the batch plan it was started with; ``rerun=True`` starts a fresh copy.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+import jax
+import numpy as np
+
+from lab import data as datalib
+from lab.store import DEFAULT_PATH, BatchUpdate, Store, SweepResult
+from lab.sweep import program as prog
+from lab.sweep.spec import Plan, Problem, SweepSpec, check_execution, plan_sweep
+
+
+def run_sweep(spec: SweepSpec, *, store: Store | str | Path | None = None, progress: bool = True,
+              rerun: bool = False, devices=None, on_chunk: Callable[[dict], None] | None = None) -> SweepResult:
+    """Run (or resume, or fetch) the sweep ``spec`` and return its results.
+
+    ``store`` is an open :class:`lab.store.Store`, a path, ``":memory:"``, or None for
+    ``results/lab.sqlite``.  ``progress`` shows a tqdm bar on stderr (run-steps done,
+    run-steps/s, ETA, diverged runs).  ``devices`` defaults to ``jax.local_devices()``;
+    the run axis is sharded over them.  ``on_chunk(info)`` is called after each commit
+    with ``{"sweep_id", "group", "batches", "step", "diverged"}``.
+
+    Timing: each group's program is compiled ahead of time, once; compile and run seconds
+    are added to the sweep's row.  Set ``jax.config.update("jax_compilation_cache_dir", ...)``
+    to let a later process reuse compiled programs."""
+    plan = plan_sweep(spec)
+    check_execution(spec)
+    devices = list(jax.local_devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("devices is empty; give at least one device")
+    if any(d.process_index != jax.process_index() for d in devices):
+        raise ValueError("run_sweep uses this process's devices only (multi-host sweeps are not implemented); "
+                         "pass devices=jax.local_devices()")
+    db = store if isinstance(store, Store) else Store(DEFAULT_PATH if store is None else store)
+    try:
+        problems = [_build_problem(spec, g) for g in plan.groups]
+        metrics = _metric_names(spec, plan, problems)
+        found = None if rerun else db.find_sweep(plan.fingerprint)
+        if found is not None and found["status"] == "done":
+            return db.load(found["id"])
+        if found is None:
+            per_device = _choose_runs_per_device(spec, plan, problems, devices[0])
+            sweep_id = db.create_sweep(
+                study=plan.study, fingerprint=plan.fingerprint, config=plan.config,
+                execution={"runs_per_device": per_device, "chunk_steps": spec.chunk_steps,
+                           "devices": len(devices)},
+                environment=_environment(devices), metrics=metrics, runs=_batch_rows(plan, per_device))
+        else:
+            sweep_id, per_device = found["id"], found["execution"]["runs_per_device"]
+        _execute(spec, plan, problems, db, sweep_id, per_device, devices, progress, on_chunk)
+        return db.load(sweep_id)
+    finally:
+        if not isinstance(store, Store):
+            db.close()
+
+
+# --------------------------------------------------------------------------- before compute
+
+
+def _build_problem(spec: SweepSpec, group) -> Problem:
+    problem = spec.study.make_problem(dict(group.static))
+    if not isinstance(problem, Problem):
+        raise TypeError(f"study {spec.study.name!r}: make_problem must return a lab.sweep.Problem, "
+                        f"got {type(problem).__name__}")
+    where = f"study {spec.study.name!r}, static {group.static}"
+    datalib.check_dataset(problem.x, problem.y, name=f"{where}: training data")
+    if (problem.eval_x is None) != (problem.eval_y is None):
+        raise ValueError(f"{where}: give both eval_x and eval_y, or neither")
+    if problem.eval_x is not None:
+        datalib.check_dataset(problem.eval_x, problem.eval_y, name=f"{where}: evaluation data")
+    n, batch = int(np.shape(problem.x)[0]), int(group.static["batch_size"])
+    if batch > n:
+        raise ValueError(f"{where}: batch_size={batch} is larger than the training set of {n} examples")
+    return problem
+
+
+def _metric_names(spec: SweepSpec, plan: Plan, problems) -> list:
+    names = None
+    for group, problem in zip(plan.groups, problems):
+        init, _, evaluate = prog._per_run_functions(problem, spec.study.make_optimizer, group.static, plan.dynamic,
+                                                    steps=1, every=1, blocks=1)
+        x, y, ex, ey = (jax.ShapeDtypeStruct(np.shape(a), a.dtype) for a in prog.problem_data(problem))
+        state = jax.eval_shape(init, jax.ShapeDtypeStruct((), np.uint32),
+                               jax.ShapeDtypeStruct((len(plan.dynamic),), jax.numpy.result_type(float)), x, y)
+        evals = jax.eval_shape(evaluate, state.params, ex, ey)
+        group_names = list(prog.TRAIN_METRICS) + [f"eval_{k}" for k in sorted(evals)]
+        if names is not None and group_names != names:
+            raise ValueError(f"every static group must report the same metrics; group {group.static} reports "
+                             f"{group_names}, an earlier one {names}")
+        names = group_names
+    return names
+
+
+def _choose_runs_per_device(spec: SweepSpec, plan: Plan, problems, device) -> dict:
+    """Runs per device for each group (a JSON object keyed by group index)."""
+    out = {}
+    for group, problem in zip(plan.groups, problems):
+        if spec.runs_per_device is not None:
+            out[str(group.index)] = int(spec.runs_per_device)
+        else:
+            size = prog.estimate_run_bytes(problem, spec.study.make_optimizer, group.static, plan.dynamic)
+            out[str(group.index)] = prog.runs_per_device(size, device)
+    return out
+
+
+def _batch_rows(plan: Plan, per_device: dict):
+    """Cut each group's runs (canonical order) into batches of ``runs_per_device``."""
+    batch = 0
+    for group in plan.groups:
+        size = per_device[str(group.index)]
+        for start in range(0, len(group.runs), size):
+            for run in group.runs[start:start + size]:
+                yield (run, group.index, batch, plan.run_config(run), int(plan.seeds[run]))
+            batch += 1
+
+
+def _git_hash() -> str | None:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+def _environment(devices) -> dict:
+    import jaxlib
+    import optax
+
+    import lab
+    return {"code_version": lab.__version__, "git_hash": _git_hash(), "jax": jax.__version__,
+            "jaxlib": jaxlib.__version__, "optax": optax.__version__, "device_kind": devices[0].device_kind,
+            "platform": devices[0].platform, "device_count": len(devices), "process_count": jax.process_count(),
+            "python": platform.python_version(), "numpy": np.__version__, **prog.environment_flags()}
+
+
+# --------------------------------------------------------------------------- compute
+
+
+def _execute(spec, plan, problems, db, sweep_id, per_device, devices, progress, on_chunk) -> None:
+    steps, every = spec.steps, spec.eval_every
+    blocks = max(1, min(spec.chunk_steps // every, steps // every))
+    batches = db.batches(sweep_id)
+    pending = {b: v for b, v in batches.items() if not v[2]}
+    starts = {b: (db.checkpoint(sweep_id, b) or (0, None)) for b in pending}
+    total = sum(len(runs) * (steps - starts[b][0]) for b, (_, runs, _) in pending.items())
+    bar = _progress_bar(total, len(plan.seeds), progress)
+    diverged_total = 0
+    compile_seconds = run_seconds = 0.0
+    status = "failed"
+    try:
+        for group, problem in zip(plan.groups, problems):
+            mine = sorted((starts[b][0], b) for b, v in pending.items() if v[0] == group.index)
+            if not mine:
+                continue
+            program = prog.build_program(problem, spec.study.make_optimizer, group.static, plan.dynamic,
+                                         steps=steps, every=every, blocks=blocks,
+                                         runs_per_dev=per_device[str(group.index)], devices=devices,
+                                         schedule_rows=_schedule_rows(plan, per_device[str(group.index)] * len(devices)))
+            compile_seconds += program.compile_seconds
+            data = jax.device_put(prog.problem_data(problem), program.replicated)
+            t = time.perf_counter()
+            for call in _calls(mine, len(devices)):
+                diverged_total += _run_call(spec, plan, db, sweep_id, program, data, group.index,
+                                            [(b, pending[b][1], starts[b]) for b in call],
+                                            per_device[str(group.index)], bar, diverged_total, on_chunk)
+            run_seconds += time.perf_counter() - t
+        status = "done"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        bar.close()
+        db.set_status(sweep_id, status, compile_seconds=compile_seconds, run_seconds=run_seconds)
+
+
+def _schedule_rows(plan: Plan, runs: int) -> int:
+    """Rows of a call's batch schedule: room for every distinct seed a call can hold, rounded
+    up to a power of two (at least 4), so sweeps with a few more or fewer seeds share a program."""
+    seeds = len(plan.axes[-1][1])
+    return min(runs, max(4, 1 << (seeds - 1).bit_length()))
+
+
+def _calls(mine: list, n_devices: int) -> list:
+    """Group a group's pending batches into calls of up to one batch per device, each call's
+    batches starting at the same step."""
+    calls, current = [], []
+    for start, batch in mine:
+        if current and (len(current) == n_devices or current[0][0] != start):
+            calls.append([b for _, b in current])
+            current = []
+        current.append((start, batch))
+    if current:
+        calls.append([b for _, b in current])
+    return calls
+
+
+def _run_call(spec, plan, db, sweep_id, program, data, group, members, per_dev, bar, diverged_before, on_chunk) -> int:
+    """Train the batches in ``members`` (``(batch, runs, (step, checkpoint))``) to the end."""
+    steps, every = spec.steps, spec.eval_every
+    leaves_shape, treedef = jax.tree.flatten(program.state_shapes)
+    filled = members + [members[0]] * (program.runs // per_dev - len(members))  # one batch per device
+
+    def pad(a, n):  # repeat the first row to fill a batch of per_dev
+        return np.concatenate([a, np.repeat(a[:1], per_dev - n, axis=0)]) if n < per_dev else a
+
+    hparams = np.concatenate([pad(plan.hparams[runs], len(runs)) for _, runs, _ in filled])
+    seeds = np.concatenate([pad(plan.seeds[runs], len(runs)) for _, runs, _ in filled])
+    t = members[0][2][0]
+    for batch, runs, (_, saved) in members:
+        if saved is not None and [a.shape[1:] for a in saved] != [s.shape[1:] for s in leaves_shape]:
+            raise ValueError(f"the checkpoint of batch {batch} does not fit this program's state (did the study's "
+                             f"code change since the sweep started?); start afresh with rerun=True")
+    state_leaves = []
+    for i, s in enumerate(leaves_shape):
+        parts = []
+        for _, runs, (_, saved) in filled:
+            rows = np.zeros((len(runs),) + s.shape[1:], s.dtype) if saved is None else saved[i]
+            parts.append(pad(rows, len(runs)))
+        state_leaves.append(np.concatenate(parts))
+    state = jax.tree.unflatten(treedef, jax.device_put(state_leaves, program.run_sharding))
+    hp = jax.device_put(hparams.astype(jax.numpy.result_type(float)), program.run_sharding)
+    sd = jax.device_put(seeds, program.run_sharding)
+    distinct, seed_rows = np.unique(seeds, return_inverse=True)   # each run's row of the schedule
+    seed_rows = jax.device_put(seed_rows.astype(np.int32), program.run_sharding)
+    sched_rows, length, batch_size = program.schedule_shape
+    n = int(np.shape(data[0])[0])
+    factor = jax.device_put(np.asarray(spec.divergence_factor, jax.numpy.result_type(float)), program.replicated)
+    real = sum(len(runs) for _, runs, _ in members)
+    diverged_now = 0
+    while t < steps:
+        t0 = jax.device_put(np.asarray(t, np.int32), program.replicated)
+        start = jax.device_put(np.asarray(t == 0), program.replicated)
+        schedule = np.zeros((sched_rows, length, batch_size), np.int32)
+        for k, seed in enumerate(distinct):
+            schedule[k] = prog.batch_schedule(seed, n, batch_size, t, length)
+        schedule = jax.device_put(schedule, program.replicated)
+        state, metrics = program.call(state, hp, sd, seed_rows, schedule, data, t0, start, factor)
+        blocks = next(iter(metrics.values())).shape[1]
+        done = min(t + blocks * every, steps)
+        metrics = {k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()}
+        diverged_step = np.asarray(state.diverged_step)
+        finished = done >= steps or all((diverged_step[k * per_dev:k * per_dev + len(runs)] >= 0).all()
+                                        for k, (_, runs, _) in enumerate(members))
+        host = None if finished else jax.device_get(jax.tree.leaves(state))
+        updates = []
+        for k, (batch, runs, _) in enumerate(members):
+            rows = slice(k * per_dev, k * per_dev + len(runs))
+            updates.append(BatchUpdate(
+                batch_index=batch, run_indices=runs, first_eval=t // every,
+                metrics={name: values[rows, :(done - t) // every] for name, values in metrics.items()},
+                steps_done=done, diverged_step=diverged_step[rows], finished=finished,
+                checkpoint=None if finished else [np.asarray(leaf[rows]) for leaf in host]))
+        db.commit_chunk(sweep_id, updates, every)
+        diverged_now = int(sum((u.diverged_step >= 0).sum() for u in updates))
+        bar.update(real * ((steps if finished else done) - t))
+        bar.set_postfix(runs=len(plan.seeds), diverged=diverged_before + diverged_now, refresh=False)
+        t = steps if finished else done
+        if on_chunk is not None:
+            on_chunk({"sweep_id": sweep_id, "group": group, "batches": [m[0] for m in members], "step": done,
+                      "diverged": diverged_before + diverged_now})
+    return diverged_now
+
+
+def _progress_bar(total: int, runs: int, enabled: bool):
+    from tqdm import tqdm
+    return tqdm(total=total, unit=" run-steps", unit_scale=True, disable=not enabled, dynamic_ncols=True,
+                desc=f"sweep of {runs} runs")

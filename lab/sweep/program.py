@@ -1,0 +1,292 @@
+"""The compiled program of one static group: init, train and evaluate many runs at once.
+
+Contract.  :func:`build_program` returns a :class:`Program` whose ``call(state, hparams,
+seeds, slots, schedule, data, t0, start, factor)`` runs ``blocks`` blocks of ``eval_every``
+steps for every run of a batch and returns ``(state, metrics)``.  It is one ``jax.jit`` of
+a function that
+
+* initialises the runs when ``start`` is true (a ``lax.cond`` outside the run axis, so the
+  same executable starts and continues a batch),
+* vmaps :func:`lab.train.make_step` over the run axis inside two nested ``lax.scan``
+  (steps within a block, blocks within the call), and evaluates after each block,
+* freezes a run at the first step whose loss is not finite or exceeds ``factor`` times the
+  absolute value of its first loss: that update and every later one are discarded and the
+  step is kept in ``diverged_step``; the other runs are untouched (no value crosses the
+  run axis),
+* ignores steps at or after ``steps``, so a last, partial call reuses the executable.
+
+Randomness depends only on (seed, step): ``k = key(seed)``; parameters from
+``fold_in(k, 0)``; the loss's key at step ``t`` is ``fold_in(fold_in(k, 2), t)``.  The
+mini-batch order comes from :func:`batch_schedule`, a host-side function of (seed, epoch)
+alone: each call receives the index window of its steps for each seed it holds
+(``schedule``, shape (seeds, steps, batch)) and each run's row in it (``slots``).  So a
+run's result never depends on which batch, chunk or device computed it, and the baselines
+of ``benchmarks/sweep.py`` can replay the same schedule.  (Drawing the permutations on the
+host keeps them out of the compiled program, whose compile time they would triple.)
+
+The state crosses the program boundary as plain arrays (typed PRNG keys as their key data),
+so it can be checkpointed as npz and put back.  The run axis of every state leaf, hparam
+and seed is sharded over a one-dimensional device mesh named ``runs``; the data are
+replicated.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from lab import train
+from lab.sweep.spec import Problem
+
+TRAIN_METRICS = ("train_loss", "grad_norm", "update_norm", "param_norm")
+
+# Compiled executables by the text of their lowered program (and devices), so a second
+# sweep over the same shapes in this process skips XLA; the oldest entries are dropped.
+_COMPILED: dict = {}
+_COMPILED_MAX = 16
+
+
+class RunState(NamedTuple):
+    params: Any
+    opt_state: Any
+    first_loss: jax.Array     # loss at step 0, the yardstick for divergence
+    diverged_step: jax.Array  # int32; -1 while the run is healthy
+
+
+class Program(NamedTuple):
+    call: Callable            # the compiled executable
+    metrics: tuple            # metric names, in the order of the metrics dict
+    state_shapes: Any         # RunState of ShapeDtypeStruct (packed), batch axis first
+    run_sharding: NamedSharding
+    replicated: NamedSharding
+    runs: int                 # runs per call: runs_per_device * devices
+    schedule_shape: tuple     # (seeds, steps, batch_size) of the schedule argument
+    compile_seconds: float
+
+
+# --------------------------------------------------------------------------- key packing
+
+
+def _is_key(x) -> bool:
+    return jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def pack(tree):
+    """Replace typed PRNG key leaves by their raw key data (plain uint32 arrays)."""
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+
+
+def unpack(tree, template):
+    """Undo :func:`pack`, using ``template`` (an abstract tree) to find the key leaves."""
+    return jax.tree.map(lambda x, t: jax.random.wrap_key_data(x) if _is_key(t) else x, tree, template)
+
+
+def _select(pred, new, old):
+    """Per-leaf ``where(pred, new, old)`` for a scalar ``pred``; works for key leaves too."""
+    def one(a, b):
+        if _is_key(a):
+            return jax.random.wrap_key_data(jnp.where(pred, jax.random.key_data(a), jax.random.key_data(b)))
+        return jnp.where(pred, a, b)
+    return jax.tree.map(one, new, old)
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    """A permutation of range(n) that depends only on (seed, epoch): the stable argsort of
+    n raw PCG64 draws seeded by ``SeedSequence([seed, epoch])`` (both bit streams are
+    fixed by NumPy's stability policy, unlike ``Generator.permutation``)."""
+    bits = np.random.PCG64(np.random.SeedSequence([int(seed), int(epoch)])).random_raw(n)
+    return np.argsort(bits, kind="stable").astype(np.int32)
+
+
+def batch_schedule(seed: int, n: int, batch_size: int, start: int, length: int) -> np.ndarray:
+    """Mini-batch indices of steps ``start .. start + length - 1``: an int32 (length, batch_size)
+    array.  Epochs without replacement: epoch ``e`` is :func:`epoch_permutation` cut into
+    ``n // batch_size`` batches (the ``n % batch_size`` left over are dropped, a different
+    set each epoch), and step ``t`` belongs to epoch ``t // (n // batch_size)``."""
+    per_epoch = n // batch_size
+    first, last = start // per_epoch, (start + length - 1) // per_epoch
+    rows = np.concatenate([epoch_permutation(seed, e, n)[:per_epoch * batch_size].reshape(per_epoch, batch_size)
+                           for e in range(first, last + 1)])
+    offset = start - first * per_epoch
+    return rows[offset:offset + length]
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def tree_bytes(tree) -> int:
+    return sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)
+               if not _is_key(x)) + 8 * sum(math.prod(x.shape) for x in jax.tree.leaves(tree) if _is_key(x))
+
+
+def device_memory_budget(device) -> int:
+    """Bytes the engine lets one call's run states use on ``device``: 40% of the
+    accelerator's memory limit, or 1 GiB on a CPU (which shares memory with the host)."""
+    stats = None
+    try:
+        stats = device.memory_stats()
+    except Exception:  # CPU and some plugins have no memory statistics
+        stats = None
+    if stats and stats.get("bytes_limit"):
+        return int(0.4 * stats["bytes_limit"])
+    return 1 << 30
+
+
+def runs_per_device(run_bytes: int, device, *, cap: int | None = None) -> int:
+    """How many runs one device computes at once: as many as fit the memory budget,
+    at most ``cap`` (CPU default 32: bigger vmapped batches get slower per run on CPU
+    caches; accelerators default 4096)."""
+    if cap is None:
+        cap = 32 if device.platform == "cpu" else 4096
+    return int(max(1, min(cap, device_memory_budget(device) // max(run_bytes, 1))))
+
+
+# --------------------------------------------------------------------------- the program
+
+
+def _per_run_functions(problem: Problem, make_optimizer, static: dict, dynamic: tuple, *,
+                       steps: int, every: int, blocks: int):
+    """The per-run init and chunk functions (vmapped by the caller)."""
+    batch_size = int(static["batch_size"])
+
+    def optimizer(hp):
+        config = dict(static)
+        config.update({name: hp[i] for i, name in enumerate(dynamic)})
+        return make_optimizer(config)
+
+    def evaluate(params, ex, ey):
+        if problem.evaluate is None:
+            return {"loss": problem.loss(params, ex, ey, jax.random.key(0))}
+        return dict(problem.evaluate(params, ex, ey))
+
+    def init(seed, hp, x, y):
+        key = jax.random.key(seed)
+        params = problem.init_params(jax.random.fold_in(key, 0))
+        loss_shape = jax.eval_shape(problem.loss, params, x[:batch_size], y[:batch_size], key)
+        return RunState(params, optimizer(hp).init(params), jnp.zeros((), loss_shape.dtype),
+                        jnp.full((), -1, jnp.int32))
+
+    def chunk(state: RunState, seed, hp, slot, schedule, data, t0, factor):
+        x, y, ex, ey = data
+        step_key = jax.random.fold_in(jax.random.key(seed), 2)
+        step = train.make_step(problem.loss, optimizer(hp), with_stats=True)
+
+        def one_step(st: RunState, t):
+            idx = schedule[slot, t - t0]
+            params, opt_state, stats = step(st.params, st.opt_state, x[idx], y[idx],
+                                            jax.random.fold_in(step_key, t))
+            first = jnp.where(t == 0, stats.loss, st.first_loss)
+            limit = factor.astype(first.dtype) * jnp.abs(first)
+            healthy = jnp.isfinite(stats.loss) & ~(stats.loss > limit)
+            live = (st.diverged_step < 0) & (t < steps)
+            accept = live & healthy
+            new = RunState(_select(accept, params, st.params), _select(accept, opt_state, st.opt_state),
+                           first, jnp.where(live & ~healthy, t.astype(jnp.int32), st.diverged_step))
+            return new, stats
+
+        def one_block(st: RunState, b):
+            start = t0 + b * every
+            st, stats = lax.scan(one_step, st, start + jnp.arange(every, dtype=t0.dtype))
+            values = {"train_loss": jnp.mean(stats.loss), "grad_norm": stats.grad_norm[-1],
+                      "update_norm": stats.update_norm[-1], "param_norm": train.global_norm(st.params)}
+            values.update({f"eval_{k}": v for k, v in evaluate(st.params, ex, ey).items()})
+            bad = (st.diverged_step >= 0) & (st.diverged_step < start + every)
+            values = {k: jnp.where(bad, jnp.nan, v.astype(jnp.result_type(float))) for k, v in values.items()}
+            return st, values
+
+        return lax.scan(one_block, state, jnp.arange(blocks, dtype=t0.dtype))
+
+    return init, chunk, evaluate
+
+
+def build_program(problem: Problem, make_optimizer, static: dict, dynamic: tuple, *, steps: int,
+                  every: int, blocks: int, runs_per_dev: int, devices, schedule_rows: int) -> Program:
+    """Trace, lower and compile the group's program once, for ``runs_per_dev * len(devices)``
+    runs whose mini-batches come from ``schedule_rows`` distinct seeds at most.  A program
+    whose lowered text was compiled before in this process is taken from a small cache."""
+
+    init, chunk, evaluate = _per_run_functions(problem, make_optimizer, static, dynamic,
+                                               steps=steps, every=every, blocks=blocks)
+    mesh = Mesh(np.asarray(devices), ("runs",))
+    run_sharding = NamedSharding(mesh, PartitionSpec("runs"))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    runs = runs_per_dev * len(devices)
+    float_dtype = jnp.result_type(float)
+
+    def sds(shape, dtype, sharding):
+        return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
+
+    data_shapes = tuple(sds(np.shape(a), a.dtype, replicated) for a in problem_data(problem))
+    hp_shape = sds((runs, len(dynamic)), float_dtype, run_sharding)
+    seed_shape = sds((runs,), jnp.uint32, run_sharding)
+    abstract_state = jax.eval_shape(jax.vmap(init, in_axes=(0, 0, None, None)),
+                                    seed_shape, hp_shape, data_shapes[0], data_shapes[1])
+    state_shapes = jax.tree.map(lambda s: sds(s.shape, s.dtype, run_sharding), pack(abstract_state))
+
+    def program(packed, hparams, seeds, slots, schedule, data, t0, start, factor):
+        state = unpack(packed, abstract_state)
+        state = lax.cond(start, lambda: jax.vmap(init, in_axes=(0, 0, None, None))(seeds, hparams, data[0], data[1]),
+                         lambda: state)
+        state, metrics = jax.vmap(chunk, in_axes=(0, 0, 0, 0, None, None, None, None))(
+            state, seeds, hparams, slots, schedule, data, t0, factor)
+        return pack(state), metrics
+
+    scalar = lambda dtype: sds((), dtype, replicated)  # noqa: E731
+    jitted = jax.jit(program, donate_argnums=(0,),
+                     out_shardings=(run_sharding, run_sharding))
+    t = time.perf_counter()
+    schedule_shape = sds((schedule_rows, blocks * every, int(static["batch_size"])), jnp.int32, replicated)
+    lowered = jitted.lower(state_shapes, hp_shape, seed_shape, sds((runs,), jnp.int32, run_sharding),
+                           schedule_shape, data_shapes, scalar(jnp.int32), scalar(jnp.bool_), scalar(float_dtype))
+    key = hashlib.sha256(lowered.as_text().encode()).hexdigest() + repr([d.id for d in devices])
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        compiled = _COMPILED[key] = lowered.compile()
+        while len(_COMPILED) > _COMPILED_MAX:
+            _COMPILED.pop(next(iter(_COMPILED)))
+    compile_seconds = time.perf_counter() - t
+    metric_shapes = compiled.out_info[1]
+    return Program(compiled, tuple(metric_shapes), state_shapes, run_sharding, replicated, runs,
+                   schedule_shape.shape, compile_seconds)
+
+
+def problem_data(problem: Problem) -> tuple:
+    """``(x, y, eval_x, eval_y)``, the evaluation data defaulting to the training data."""
+    ex = problem.x if problem.eval_x is None else problem.eval_x
+    ey = problem.y if problem.eval_y is None else problem.eval_y
+    return problem.x, problem.y, ex, ey
+
+
+def estimate_run_bytes(problem: Problem, make_optimizer, static: dict, dynamic: tuple) -> int:
+    """Rough bytes one run needs while training: parameters, gradients, updates and the
+    selected copies (5 parameter-sized trees), two optimizer states, and the batch."""
+    float_dtype = jnp.result_type(float)
+
+    def init(seed, hp):
+        params = problem.init_params(jax.random.key(seed))
+        config = dict(static)
+        config.update({name: hp[i] for i, name in enumerate(dynamic)})
+        return params, make_optimizer(config).init(params)
+
+    params, opt_state = jax.eval_shape(init, jax.ShapeDtypeStruct((), jnp.uint32),
+                                       jax.ShapeDtypeStruct((len(dynamic),), float_dtype))
+    x = np.shape(problem.x)
+    batch = int(static["batch_size"]) * (math.prod(x[1:]) if len(x) > 1 else 1) * 4
+    return 5 * tree_bytes(params) + 2 * tree_bytes(opt_state) + 4 * batch
+
+
+def environment_flags() -> dict:
+    """What decides the numbers besides the config: PRNG implementation and XLA flags."""
+    return {"prng_impl": str(jax.config.jax_default_prng_impl), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "x64": bool(jax.config.jax_enable_x64)}

@@ -1,0 +1,212 @@
+"""The sweep engine on the tiny study: compile count, learning, divergence, determinism,
+early stop, resume, no rerun, progress, bad input before compute.
+
+Most sweeps here share one program shape (tests/sweep_problem.spec: 40 steps, chunks of
+20, 4 runs per device), so the engine's in-process cache compiles it once for the module.
+"""
+import dataclasses
+import json
+
+import jax
+import numpy as np
+import pytest
+from jax import monitoring
+
+from lab import store as storelib
+from lab.sweep import program as prog
+from lab.sweep import run_sweep
+from tests.sweep_problem import STUDY, spec
+
+COMPILES: list = []
+monitoring.register_event_duration_secs_listener(
+    lambda event, seconds, **kw: COMPILES.append(event) if event == "/jax/core/compile/backend_compile_duration" else None)
+
+
+def assert_same_runs(a, b, index_a, index_b):
+    """Curves and final metrics of the runs at ``index_a`` in ``a`` equal those at ``index_b`` in ``b`` bit for bit."""
+    for metric in a.curves:
+        np.testing.assert_array_equal(a.curves[metric][index_a], b.curves[metric][index_b], err_msg=metric)
+        np.testing.assert_array_equal(a.final[metric][index_a], b.final[metric][index_b], err_msg=metric)
+    np.testing.assert_array_equal(a.diverged_step[index_a], b.diverged_step[index_b])
+
+
+LRS = [0.03, 0.1, 0.3, 60.0] + [float(v) for v in np.geomspace(1.1e-3, 0.9, 28)]   # 60.0 diverges
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """32 learning rates x 4 seeds x batch sizes 16 and 8, with the XLA compilations it caused."""
+    path = tmp_path_factory.mktemp("base") / "lab.sqlite"
+    prog._COMPILED.clear()  # count from a cold cache even if another test compiled these shapes
+    before = len(COMPILES)
+    result = run_sweep(spec({"learning_rate": LRS, "batch_size": [16, 8]}, seeds=4, divergence_factor=3.0),
+                       store=path, progress=False)
+    return result, path, len(COMPILES) - before
+
+
+def test_one_compile_per_static_group_and_none_for_new_values(base):
+    result, _, compiles = base
+    assert result.shape == (32, 2, 4) and result.execution["runs_per_device"] == {"0": 4, "1": 4}
+    assert compiles == 2                                        # one XLA compilation per static group
+    before = len(COMPILES)
+    again = run_sweep(spec({"learning_rate": [lr * 0.5 for lr in LRS], "batch_size": [16, 8]}, seeds=[4, 5, 6, 7],
+                           divergence_factor=3.0), store=":memory:", progress=False)
+    assert again.shape == (32, 2, 4) and len(COMPILES) - before == 0   # new values, same programs
+
+
+def test_result_shapes_metrics_and_records(base):
+    result, path, _ = base
+    assert result.status == "done"
+    assert list(result.axes) == ["learning_rate", "batch_size", "seed"]
+    assert result.axes["learning_rate"] == tuple(LRS) and result.axes["seed"] == (0, 1, 2, 3)
+    np.testing.assert_array_equal(result.eval_steps, [10, 20, 30, 40])
+    assert sorted(result.curves) == ["eval_accuracy", "eval_loss", "grad_norm", "param_norm", "train_loss",
+                                     "update_norm"]
+    assert all(c.shape == (32, 2, 4, 4) for c in result.curves.values())
+    env = result.environment
+    assert env["jax"] == jax.__version__ and env["prng_impl"] == str(jax.config.jax_default_prng_impl)
+    assert env["device_kind"] == jax.devices()[0].device_kind and "xla_flags" in env
+    assert result.timings["compile_seconds"] > 0 and result.timings["ended"] >= result.timings["started"]
+    rows = result.rows()
+    assert len(rows) == 256
+    assert rows[13] == dict(rows[13], learning_rate=0.1, batch_size=8, momentum=0.9, seed=1, width=16)
+    assert storelib.load_sweep(path).sweep_id == result.sweep_id
+
+
+def test_healthy_runs_learn_and_the_diverging_one_is_marked(base):
+    result, _, _ = base
+    loss = result.curves["train_loss"][:3, 0]                       # batch size 16
+    assert (loss[..., -1] < 0.8 * loss[..., 0]).all()              # every healthy run improved
+    assert (result.final["eval_accuracy"][1:3, 0] > 0.6).all()      # well above chance (0.25)
+    assert (result.diverged_step[:3] == -1).all() and (result.run_status[:3] == "done").all()
+    d = result.diverged_step[3]
+    assert ((d >= 0) & (d < 10)).all() and (result.run_status[3] == "diverged").all()
+    assert np.isnan(result.curves["train_loss"][3]).all()            # diverged inside the first block
+    assert np.isnan(result.final["eval_loss"][3]).all()
+    gn = result.curves["grad_norm"][:3]
+    assert np.isfinite(gn).all() and (gn > 0).all()
+
+
+def test_a_diverging_run_leaves_the_others_bit_for_bit(base):
+    result, _, _ = base
+    calm = run_sweep(spec({"learning_rate": [0.03, 0.1, 0.3, 0.01]}, seeds=4, divergence_factor=3.0),
+                     store=":memory:", progress=False)
+    assert (calm.diverged_step == -1).all()
+    assert_same_runs(result, calm, np.s_[:3, 0], np.s_[:3])
+
+
+def test_results_do_not_depend_on_chunking_layout_or_order(base):
+    result, _, _ = base
+    rechunked = run_sweep(spec({"learning_rate": LRS[:4]}, seeds=4, divergence_factor=3.0, chunk_steps=10),
+                          store=":memory:", progress=False)
+    assert_same_runs(result, rechunked, np.s_[:4, 0], np.s_[:])
+    reordered = run_sweep(spec({"batch_size": [8], "learning_rate": [0.3, 0.03]}, seeds=[1], divergence_factor=3.0),
+                          store=":memory:", progress=False)
+    assert_same_runs(result, reordered, np.s_[2, 1, 1], np.s_[0, 0, 0])   # lr 0.3, batch 8, seed 1
+    assert_same_runs(result, reordered, np.s_[0, 1, 1], np.s_[0, 1, 0])   # lr 0.03
+
+
+def test_a_batch_stops_early_when_every_run_diverged():
+    chunks = []
+    result = run_sweep(spec({"learning_rate": [50.0, 80.0]}, divergence_factor=3.0, chunk_steps=10),
+                       store=":memory:", progress=False, on_chunk=chunks.append)
+    assert (result.run_status == "diverged").all() and (result.diverged_step < 10).all()
+    assert [c["step"] for c in chunks] == [10]                  # one chunk of the four, then stop
+    assert np.isnan(result.curves["train_loss"]).all()
+
+
+def test_the_same_config_is_not_run_twice_unless_asked(tmp_path):
+    path = tmp_path / "lab.sqlite"
+    chunks = []
+    first = run_sweep(spec(), store=path, progress=False)
+    again = run_sweep(spec(chunk_steps=10), store=path, progress=False, on_chunk=chunks.append)
+    assert again.sweep_id == first.sweep_id and chunks == []
+    fresh = run_sweep(spec(), store=path, progress=False, rerun=True, on_chunk=chunks.append)
+    assert fresh.sweep_id != first.sweep_id and len(chunks) == 4   # two batches of two chunks
+    assert_same_runs(first, fresh, np.s_[:], np.s_[:])
+    with storelib.Store(path) as db:
+        assert [s["status"] for s in db.list_sweeps()] == ["done", "done"]
+
+
+def test_ctrl_c_then_resume_gives_the_uninterrupted_result(tmp_path):
+    path = tmp_path / "lab.sqlite"
+    full = run_sweep(spec(), store=":memory:", progress=False)
+
+    def interrupt(info):
+        if info["step"] == 20:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec(), store=path, progress=False, on_chunk=interrupt)
+    with storelib.Store(path) as db:
+        (row,) = db.list_sweeps()
+        assert row["status"] == "interrupted"
+        assert db.checkpoint(row["id"], 0)[0] == 20
+    steps = []
+    resumed = run_sweep(spec(), store=path, progress=False, on_chunk=lambda i: steps.append(i["step"]))
+    # batch 0 continues from step 20 (one chunk), batch 1 starts afresh (two chunks)
+    assert steps == [20, 40, 40] and resumed.status == "done"
+    assert_same_runs(full, resumed, np.s_[:], np.s_[:])
+
+
+def test_progress_bar_reports_runs_and_divergence(capfd):
+    run_sweep(spec({"learning_rate": [0.1, 60.0]}, divergence_factor=3.0), store=":memory:", progress=True)
+    err = capfd.readouterr().err
+    assert "sweep of 4 runs" in err and "run-steps" in err and "diverged=2" in err
+
+
+def test_frozen_run_parameters_stop_changing(base):
+    problem = STUDY.make_problem({"batch_size": 16, "width": 16})
+    p = prog.build_program(problem, STUDY.make_optimizer, {"batch_size": 16, "width": 16}, ("learning_rate", "momentum"),
+                           steps=40, every=10, blocks=2, runs_per_dev=4, devices=jax.devices()[:1], schedule_rows=4)
+    leaves, treedef = jax.tree.flatten(p.state_shapes)
+    state = jax.tree.unflatten(treedef, [np.zeros(s.shape, s.dtype) for s in leaves])
+    hp = np.array([[0.1, 0.9], [60.0, 0.9], [0.1, 0.9], [0.1, 0.9]])
+    seeds, slots = np.zeros(4, np.uint32), np.zeros(4, np.int32)
+    sched = np.stack([prog.batch_schedule(0, 64, 16, 0, 20)] * 4)
+    args = (hp, seeds, slots, sched, prog.problem_data(problem))
+    state, _ = p.call(state, *args, np.int32(0), np.bool_(True), np.float64(3.0))
+    params1 = jax.tree.map(np.asarray, state.params)
+    sched2 = np.stack([prog.batch_schedule(0, 64, 16, 20, 20)] * 4)
+    state, _ = p.call(state, hp, seeds, slots, sched2, args[-1], np.int32(20), np.bool_(False), np.float64(3.0))
+    d = np.asarray(state.diverged_step)
+    assert d[1] >= 0 and (d[[0, 2, 3]] == -1).all()
+    for before, after in zip(jax.tree.leaves(params1), jax.tree.leaves(state.params)):
+        np.testing.assert_array_equal(np.asarray(after)[1], before[1])          # frozen
+        assert not np.array_equal(np.asarray(after)[0], before[0])             # still training
+        np.testing.assert_array_equal(np.asarray(after)[0], np.asarray(after)[2])  # same seed and lr
+
+
+def test_bad_input_stops_before_any_compute(tmp_path, monkeypatch):
+    def no_compile(*args, **kwargs):
+        raise AssertionError("compiled despite bad input")
+
+    monkeypatch.setattr(prog, "build_program", no_compile)
+    with pytest.raises(ValueError, match=r"batch_size=100 is larger than the training set of 64 examples"):
+        run_sweep(spec({"batch_size": [16, 100]}), store=tmp_path / "a.sqlite", progress=False)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(storelib.StoreError, match="is not writable"):
+        run_sweep(spec(), store=blocker / "lab.sqlite", progress=False)
+    foreign = tmp_path / "notes.sqlite"
+    foreign.write_bytes(b"my precious notes\n" * 10)
+    with pytest.raises(storelib.StoreError, match="is not an SQLite database"):
+        run_sweep(spec(), store=foreign, progress=False)
+    assert foreign.read_bytes() == b"my precious notes\n" * 10
+    broken = dataclasses.replace(STUDY, make_problem=lambda static: {"x": 1})
+    with pytest.raises(TypeError, match="make_problem must return a lab.sweep.Problem"):
+        run_sweep(dataclasses.replace(spec(), study=broken), store=":memory:", progress=False)
+    with pytest.raises(ValueError, match="grid axis 'lr' is not a knob"):
+        run_sweep(spec({"lr": [0.1]}), store=":memory:", progress=False)
+
+
+def test_a_database_of_another_schema_is_refused(tmp_path):
+    path = tmp_path / "old.sqlite"
+    storelib.Store(path).close()
+    import sqlite3
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(storelib.StoreError, match="schema version 99, but this code reads version 1"):
+        run_sweep(spec(), store=path, progress=False)
+    assert json.dumps(storelib.SCHEMA_VERSION) == "1"
