@@ -201,6 +201,26 @@ def run_probe_in_child(p_target: float, num_iters: int) -> dict | None:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+# ---------------------------------------------------------------- the two parts of a Newton step
+
+def newton_parts(sizes) -> list[dict]:
+    """Time the two costs of a dense Newton step separately, on the same MLP loss:
+    forming H (P Hessian-vector products, O(P^2 * batch)) and solving (H + dI) d = g
+    (an O(P^3) factorisation).  The solve alone shows the cubic law; at small P the
+    Hessian's formation dominates the whole step, which flattens the step's slope."""
+    rows = []
+    for p_target in sizes:
+        params, x, y = make_problem(width_for(p_target))
+        p = num_params(params)
+        form = jax.jit(lambda q: curvature.hessian_matrix(loss, q, x, y))
+        h = form(params)
+        g = jnp.ones((p,), h.dtype)
+        solve = jax.jit(lambda h, g: jnp.linalg.solve(h + DAMPING * jnp.eye(p, dtype=h.dtype), g))
+        rows.append(dict(p=p, form=best_time(form, params, min_time=0.2),
+                         solve=best_time(solve, h, g, min_time=0.2)))
+    return rows
+
+
 # ---------------------------------------------------------------- main
 
 def main() -> None:
@@ -258,7 +278,18 @@ def main() -> None:
           f"(P HVPs for the Hessian plus an O(P^3) solve)")
     if cg_note:
         print(f"note: {cg_note}")
-    print(f"sweep time {time.perf_counter() - started:.1f} s")
+    parts = newton_parts([3e2, 1e3, 3e3] if args.quick else [5e2, 1e3, 2e3, 4e3, 8e3])
+    print("\n## Dense Newton, its two parts (ms): forming H from P HVPs, and the O(P^3) solve\n")
+    print("| P | form H ms | solve ms | H bytes (MiB) |")
+    print("|---:|---:|---:|---:|")
+    for r in parts:
+        print(f"| {r['p']:,} | {ms(r['form'])} | {ms(r['solve'])} | {r['p'] ** 2 * 4 / 2 ** 20:,.0f} |")
+    print(f"\nlog-log slopes over P = {parts[0]['p']:,} .. {parts[-1]['p']:,}: form H "
+          f"{fit('form', parts):.2f}, solve {fit('solve', parts):.2f} (theory: 2 for forming at a fixed "
+          "batch, 3 for the solve)")
+    print(f"sweep time {time.perf_counter() - started:.1f} s; peak RSS of this whole process (every "
+          f"column up to P = {rows[-1]['p']:,}, Newton-CG included): "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
 
     if probe is not None:
         basis_mib = probe["num_iters"] * probe["p"] * 4 / 2 ** 20
