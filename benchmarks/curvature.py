@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -49,6 +48,9 @@ from jax.flatten_util import ravel_pytree
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lab import curvature, optim  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine import describe  # noqa: E402
 
 BATCH, OUTPUTS, NEWTON_MAX_P, DAMPING = 512, 10, 4_000, 1e-3
 
@@ -155,16 +157,7 @@ def slope(ps, ts) -> float:
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    device = jax.devices()[0]
-    load = ", load average %.2f %.2f %.2f" % os.getloadavg() if hasattr(os, "getloadavg") else ""
-    return (f"{cpu}, {os.cpu_count()} cores, jax {jax.__version__}, numpy {np.__version__}, "
-            f"device {device.platform}:{device.device_kind}, python {platform.python_version()}{load}")
+    return describe()
 
 
 # ---------------------------------------------------------------- the P = 1e6 probe (child process)

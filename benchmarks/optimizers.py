@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
+import sys
 import time
 
 import jax
@@ -21,6 +21,9 @@ import jax.numpy as jnp
 import optax
 
 from lab import optim
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine import describe  # noqa: E402
 
 LR = 1e-3
 
@@ -89,15 +92,7 @@ def timed_loop(opt, params, grads, steps: int, value: bool):
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    dev = jax.devices()[0]
-    return (f"{cpu}, {os.cpu_count()} cores, jax {jax.__version__}, optax {optax.__version__}, "
-            f"device {dev.platform}:{dev.device_kind}")
+    return describe()
 
 
 def main() -> None:

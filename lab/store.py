@@ -36,7 +36,7 @@ import math
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import numpy as np
 

@@ -118,13 +118,23 @@ def newton(learning_rate: ScalarOrSchedule = 1.0, *, linesearch: Optional[Optimi
     (eq. 3.30) and Theorem 3.5."""
     check_hypers("newton", learning_rate=learning_rate)
 
+    def direction(value_fn, grads, params):
+        return newton_direction(value_fn, grads, params, max_hessian_bytes=max_hessian_bytes)
+
+    return _dense_method("newton", learning_rate, linesearch, direction)
+
+
+def _dense_method(where: str, learning_rate, linesearch, direction_fn) -> Optimizer:
+    """The shared update of the dense methods whose state is a :class:`NewtonState`:
+    ``direction_fn(value_fn, grads, params)`` gives the step, then the learning rate or the
+    line search scales it."""
+
     def init(params):
         return NewtonState(count=zero_count(), linesearch=init_linesearch(linesearch, params))
 
     def update(grads, state, params=None, *, value_fn=None, value=None, **extra):
-        check_inputs("newton", grads, params, value_fn)
-        direction = newton_direction(value_fn, grads, params,
-                                     max_hessian_bytes=max_hessian_bytes)
+        check_inputs(where, grads, params, value_fn)
+        direction = direction_fn(value_fn, grads, params)
         updates, ls_state = finish_step(
             direction, grads, params, state.linesearch, linesearch=linesearch, value_fn=value_fn,
             value=value, learning_rate=learning_rate_at(learning_rate, state.count))
@@ -215,17 +225,9 @@ def saddle_free_newton(learning_rate: ScalarOrSchedule = 1.0, damping=0.0, *,
     check_hypers(where, learning_rate=learning_rate)
     check_damping(where, damping)
 
-    def init(params):
-        return NewtonState(count=zero_count(), linesearch=init_linesearch(linesearch, params))
+    def direction(value_fn, grads, params):
+        return saddle_free_direction(value_fn, grads, params, damping,
+                                     max_hessian_bytes=max_hessian_bytes)
 
-    def update(grads, state, params=None, *, value_fn=None, value=None, **extra):
-        check_inputs(where, grads, params, value_fn)
-        direction = saddle_free_direction(value_fn, grads, params, damping,
-                                          max_hessian_bytes=max_hessian_bytes)
-        updates, ls_state = finish_step(
-            direction, grads, params, state.linesearch, linesearch=linesearch, value_fn=value_fn,
-            value=value, learning_rate=learning_rate_at(learning_rate, state.count))
-        return updates, NewtonState(count=safe_increment(state.count), linesearch=ls_state)
-
-    return Optimizer(init, update)
+    return _dense_method(where, learning_rate, linesearch, direction)
 

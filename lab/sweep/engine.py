@@ -14,7 +14,6 @@ with the batch plan it was started with; ``rerun=True`` starts a fresh copy.
 """
 from __future__ import annotations
 
-import json
 import platform
 import subprocess
 import time
