@@ -18,10 +18,10 @@ hinge labels in {-1, +1}) run only when the values are concrete; under ``jit``
 they are tracers and each function's docstring says what happens instead.
 
 Implementation: each public function validates in Python (shapes and dtypes are
-static; label values only when concrete) and then calls a small jitted kernel, so
-an eager call compiles once per input shape rather than once per primitive, and
-hyperparameters such as ``delta`` and ``weight`` are traced (new values do not
-recompile).
+static; label values only when concrete) and then computes with plain jax.numpy.
+Nothing is jitted inside: wrap the loss (or the step that calls it) in ``jax.jit``.
+(An inner ``jax.jit`` here once made an *eager* ``jax.vmap`` over 30 runs return
+other runs' losses on jax 0.10.2 CPU; ``tests/test_losses.py`` guards against it.)
 
 ``l2_penalty(params, weight)`` is the odd one out: a regulariser over a parameter
 pytree, ``weight / 2 * sum ||leaf||^2``, whose gradient is ``weight * params``.
@@ -67,17 +67,14 @@ def _is_concrete(x: Any) -> bool:
 # --- kernels: pure math on validated inputs; targets are cast to the predictions' dtype ---
 
 
-@jax.jit
 def _squared_error(p, t):
     return _batch_mean(jnp.square(p - t.astype(p.dtype)))
 
 
-@jax.jit
 def _absolute_error(p, t):
     return _batch_mean(jnp.abs(p - t.astype(p.dtype)))
 
 
-@jax.jit
 def _huber(p, t, delta):
     delta = jnp.asarray(delta, p.dtype)
     abs_e = jnp.abs(p - t.astype(p.dtype))
@@ -86,17 +83,14 @@ def _huber(p, t, delta):
     return _batch_mean(jnp.where(abs_e <= delta, quadratic, linear))
 
 
-@jax.jit
 def _sigmoid_cross_entropy(z, y):
     return _batch_mean(softplus(z) - z * y.astype(z.dtype))
 
 
-@jax.jit
 def _softmax_cross_entropy(z, y):
     return _batch_mean(-y.astype(z.dtype) * log_softmax(z, axis=-1))
 
 
-@jax.jit
 def _integer_softmax_cross_entropy(z, labels):
     num_classes = z.shape[-1]
     one_hot = jax.nn.one_hot(labels, num_classes, dtype=z.dtype)
@@ -105,7 +99,6 @@ def _integer_softmax_cross_entropy(z, labels):
     return _batch_mean(jnp.where(valid, per_position, jnp.full_like(per_position, jnp.nan)))
 
 
-@jax.jit
 def _hinge(z, y):
     return _batch_mean(jnp.maximum(1 - y.astype(z.dtype) * z, jnp.zeros_like(z)))
 
@@ -233,7 +226,6 @@ def hinge(predictions: Array, labels: Array) -> Array:
 # --- regularisation ----------------------------------------------------------
 
 
-@jax.jit
 def l2_penalty(params: Any, weight: float | Array) -> Array:
     """Weight decay term  (weight / 2) * sum over leaves of ||leaf||^2.
 

@@ -208,3 +208,15 @@ def test_hinge_label_and_huber_delta_errors():
         losses.huber(jnp.ones((2,)), jnp.zeros((2,)), delta=0.0)
     traced = jax.jit(losses.huber)(jnp.array([3.0]), jnp.array([0.0]), 2.0)
     assert traced == 2.0 * (3.0 - 1.0)
+
+
+def test_eager_vmap_over_many_runs_equals_a_loop():
+    """Regression: with a jitted kernel inside the loss, an eager vmap over 30 runs (unbatched
+    labels) returned runs 0-11's losses for runs 18-29 on jax 0.10.2 CPU."""
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.uniform(size=(1797, 64)), jnp.float32)
+    y = jnp.asarray(rng.integers(0, 10, size=1797), jnp.int32)
+    w = jnp.asarray(rng.normal(size=(30, 64, 10)) * np.linspace(0.1, 3.0, 30)[:, None, None], jnp.float32)
+    f = lambda wi: losses.softmax_cross_entropy_with_integer_labels(x @ wi, y)  # noqa: E731
+    loop = np.array([float(f(w[i])) for i in range(30)])
+    np.testing.assert_allclose(np.asarray(jax.vmap(f)(w)), loop, rtol=1e-5)
