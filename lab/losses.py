@@ -20,8 +20,8 @@ they are tracers and each function's docstring says what happens instead.
 Implementation: each public function validates in Python (shapes and dtypes are
 static; label values only when concrete) and then computes with plain jax.numpy.
 Nothing is jitted inside: wrap the loss (or the step that calls it) in ``jax.jit``.
-(An inner ``jax.jit`` here once made an *eager* ``jax.vmap`` over 30 runs return
-other runs' losses on jax 0.10.2 CPU; ``tests/test_losses.py`` guards against it.)
+(See ``_integer_softmax_cross_entropy`` for an XLA CPU miscompile this module avoids;
+``tests/test_losses.py`` guards against it.)
 
 ``l2_penalty(params, weight)`` is the odd one out: a regulariser over a parameter
 pytree, ``weight / 2 * sum ||leaf||^2``, whose gradient is ``weight * params``.
@@ -92,11 +92,14 @@ def _softmax_cross_entropy(z, y):
 
 
 def _integer_softmax_cross_entropy(z, labels):
-    num_classes = z.shape[-1]
-    one_hot = jax.nn.one_hot(labels, num_classes, dtype=z.dtype)
-    per_position = -jnp.sum(one_hot * log_softmax(z, axis=-1), axis=-1)
-    valid = (labels >= 0) & (labels < num_classes)
-    return _batch_mean(jnp.where(valid, per_position, jnp.full_like(per_position, jnp.nan)))
+    # -log p_y picked with a gather whose out-of-range labels read NaN.  Not a
+    # ``where(valid, ..., nan)`` mask: on jax 0.10.2 CPU, that select under ``jit(vmap)``
+    # over 32 runs with shared labels returned runs 0-13's losses for runs 18-31.
+    # A negative label would wrap around (Python indexing): send it past the end instead.
+    index = jnp.where(labels < 0, z.shape[-1], labels)
+    picked = jnp.take_along_axis(log_softmax(z, axis=-1), index[..., None], axis=-1,
+                                 mode="fill", fill_value=jnp.nan)
+    return _batch_mean(-picked[..., 0])
 
 
 def _hinge(z, y):

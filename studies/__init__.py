@@ -1,2 +1,55 @@
-"""Study scripts: each exposes a frozen ``Config``, ``run(config) -> results`` and
-``plot(results, outdir) -> paths``; the ``lab`` command drives them."""
+"""Study scripts and the list of studies the ``lab`` command knows.
+
+Every study module follows one contract (issue 6): ``DESCRIPTION`` (one line), a frozen
+``Config`` dataclass whose defaults are the full size, ``QUICK`` and ``FULL`` configs,
+``run(config, *, store, progress=True, rerun=False) -> results``,
+``load(config, *, store) -> results`` (the same dict rebuilt from the results database),
+``plot(results, outdir) -> paths`` and ``report(results) -> str`` (a markdown table).
+A study may also give ``FIGURES``: short figure name -> what the figure shows, which the
+figure index (``figures/README.md``) quotes.
+
+``STUDIES`` maps each study name to its module path; modules are imported only when
+asked for (:func:`import_study`), so one broken study never stops the others.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+
+from lab.store import Store, SweepResult
+from lab.sweep import SweepSpec, plan_sweep
+
+# name -> module, in the order `lab list` and `lab run all` use.
+STUDIES = {
+    "learning_rate": "studies.learning_rate",
+    "momentum": "studies.momentum",
+}
+
+
+def import_study(name: str) -> ModuleType:
+    """The module of study ``name``; KeyError for an unknown name (listing the known
+    ones), ImportError (with the cause) when the module cannot be imported."""
+    if name not in STUDIES:
+        raise KeyError(f"unknown study {name!r}; known studies: {', '.join(STUDIES)}")
+    return importlib.import_module(STUDIES[name])
+
+
+def stored_sweep(spec: SweepSpec, store: Store | str | Path) -> SweepResult:
+    """The finished sweep ``spec`` read from ``store`` without computing anything.
+
+    Raises LookupError when the database holds no finished sweep with this spec's
+    fingerprint (a missing database file counts as empty and is not created)."""
+    plan = plan_sweep(spec)
+    if not isinstance(store, Store) and str(store) != ":memory:" and not Path(store).exists():
+        raise LookupError(f"no results database at {store}, so no sweep of study {plan.study!r} with this config")
+    db = store if isinstance(store, Store) else Store(store)
+    try:
+        found = db.find_sweep(plan.fingerprint)
+        if found is None or found["status"] != "done":
+            state = "is not" if found is None else f"is {found['status']}, not finished,"
+            raise LookupError(f"the sweep of study {plan.study!r} with this config {state} in {db.path}")
+        return db.load(found["id"])
+    finally:
+        if not isinstance(store, Store):
+            db.close()

@@ -220,3 +220,21 @@ def test_eager_vmap_over_many_runs_equals_a_loop():
     f = lambda wi: losses.softmax_cross_entropy_with_integer_labels(x @ wi, y)  # noqa: E731
     loop = np.array([float(f(w[i])) for i in range(30)])
     np.testing.assert_allclose(np.asarray(jax.vmap(f)(w)), loop, rtol=1e-5)
+
+
+def test_jit_vmap_over_32_runs_with_shared_labels_equals_a_loop():
+    """Regression for the sweep engine's evaluation: jit(vmap) of an MLP's integer-label
+    cross-entropy over 32 runs with shared labels.  A ``where(valid, loss, nan)`` mask in the
+    loss made XLA CPU (jax 0.10.2) return runs 0-13's values for runs 18-31."""
+    rng = np.random.RandomState(0)
+    x = jnp.asarray(rng.rand(1797, 64).astype(np.float32))
+    y = jnp.asarray(rng.randint(0, 10, 1797).astype(np.int32))
+    w1 = jnp.asarray(rng.randn(32, 64, 32).astype(np.float32) * np.linspace(0.1, 1, 32, dtype=np.float32)[:, None, None])
+    w2 = jnp.asarray(rng.randn(32, 32, 10).astype(np.float32))
+
+    def ev(a, b, x, y):
+        return losses.softmax_cross_entropy_with_integer_labels(jnp.tanh(x @ a) @ b, y)
+
+    batched = np.asarray(jax.jit(jax.vmap(ev, in_axes=(0, 0, None, None)))(w1, w2, x, y))
+    one_by_one = np.array([float(jax.jit(ev)(w1[i], w2[i], x, y)) for i in range(32)])
+    np.testing.assert_allclose(batched, one_by_one, rtol=1e-5)
