@@ -18,7 +18,10 @@ The model::
   off), commit to the database and stop early when every run of a batch diverged.
 * Every ``eval_every`` steps each run records ``train_loss`` (mean mini-batch loss over
   the block), ``grad_norm`` and ``update_norm`` (last step of the block), ``param_norm``,
-  and ``eval_<name>`` for each value of the problem's ``evaluate`` (default: ``eval_loss``).
+  and ``eval_<name>`` for each value of the problem's ``evaluate`` (default: ``eval_loss``);
+  opt-in and costly, ``SweepSpec(sharpness_iters=m)`` adds ``sharpness``, the top Hessian
+  eigenvalue of the training loss on the first ``sharpness_batch`` training examples by
+  ``m`` Lanczos steps (:mod:`lab.curvature`).
 * A run whose loss is not finite, or exceeds ``divergence_factor`` times the absolute
   value of its first loss, is frozen at that step (recorded as ``diverged_step``); the
   others continue bit for bit as if it were not there.

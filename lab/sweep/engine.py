@@ -102,7 +102,8 @@ def _metric_names(spec: SweepSpec, plan: Plan, problems) -> list:
         state = jax.eval_shape(init, jax.ShapeDtypeStruct((), np.uint32),
                                jax.ShapeDtypeStruct((len(plan.dynamic),), jax.numpy.result_type(float)), x, y)
         evals = jax.eval_shape(evaluate, state.params, ex, ey)
-        group_names = list(prog.TRAIN_METRICS) + [f"eval_{k}" for k in sorted(evals)]
+        group_names = (list(prog.TRAIN_METRICS) + [f"eval_{k}" for k in sorted(evals)]
+                       + (["sharpness"] if spec.sharpness_iters else []))
         if names is not None and group_names != names:
             raise ValueError(f"every static group must report the same metrics; group {group.static} reports "
                              f"{group_names}, an earlier one {names}")
@@ -178,7 +179,8 @@ def _execute(spec, plan, problems, db, sweep_id, per_device, devices, progress, 
             program = prog.build_program(problem, spec.study.make_optimizer, group.static, plan.dynamic,
                                          steps=steps, every=every, blocks=blocks,
                                          runs_per_dev=per_device[str(group.index)], devices=devices,
-                                         schedule_rows=_schedule_rows(plan, per_device[str(group.index)] * len(devices)))
+                                         schedule_rows=_schedule_rows(plan, per_device[str(group.index)] * len(devices)),
+                                         sharpness_iters=spec.sharpness_iters, sharpness_batch=spec.sharpness_batch)
             compile_seconds += program.compile_seconds
             data = jax.device_put(prog.problem_data(problem), program.replicated)
             t = time.perf_counter()

@@ -85,7 +85,15 @@ class SweepSpec:
     once; None picks it from a memory estimate.  Results are bitwise reproducible on CPU
     for a fixed ``runs_per_device`` whatever the chunking, grid layout or device count
     (XLA's CPU reductions round differently for different batch shapes, so the engine
-    keeps that shape fixed); the value used is recorded and a resumed sweep reuses it."""
+    keeps that shape fixed); the value used is recorded and a resumed sweep reuses it.
+
+    Sharpness (opt-in, costly; part of the identity only when on): with
+    ``sharpness_iters = m > 0`` every evaluation also records ``sharpness``, the largest
+    eigenvalue of the Hessian of the training loss (``Problem.loss`` with the fixed key
+    ``key(0)``) on a fixed batch, the first ``sharpness_batch`` training examples (all of
+    them when the set is smaller), by ``m`` Lanczos steps (:func:`lab.curvature.top_eigenvalues`,
+    start vector from the run's seed).  Each step costs about one gradient evaluation on that
+    batch; ``m`` at least the parameter count gives the exact value (in exact arithmetic)."""
 
     study: Study
     grid: Mapping[str, Sequence[Any]]
@@ -95,6 +103,8 @@ class SweepSpec:
     divergence_factor: float = 1e3
     chunk_steps: int = 100
     runs_per_device: int | None = None
+    sharpness_iters: int = 0
+    sharpness_batch: int = 256
 
 
 class Group(NamedTuple):
@@ -242,6 +252,8 @@ def plan_sweep(spec: SweepSpec) -> Plan:
     if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 1:
         raise ValueError(f"divergence_factor must be a number > 1 (or inf), got {factor!r}")
     check_execution(spec)
+    sharpness_iters = _check_int("sharpness_iters", spec.sharpness_iters, 0)
+    sharpness_batch = _check_int("sharpness_batch", spec.sharpness_batch, 1)
     axes = _grid_axes(spec)
     seeds = _seeds(spec)
     names = [name for name, _ in axes]
@@ -275,6 +287,8 @@ def plan_sweep(spec: SweepSpec) -> Plan:
         "eval_every": every,
         "divergence_factor": float(factor),
     }
+    if sharpness_iters:  # off by default and then absent, so older fingerprints stay valid
+        config["sharpness"] = {"iters": sharpness_iters, "batch": sharpness_batch}
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=True)
     return Plan(
         study=study.name,
