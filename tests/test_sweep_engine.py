@@ -210,3 +210,17 @@ def test_a_database_of_another_schema_is_refused(tmp_path):
     with pytest.raises(storelib.StoreError, match="schema version 99, but this code reads version 1"):
         run_sweep(spec(), store=path, progress=False)
     assert json.dumps(storelib.SCHEMA_VERSION) == "1"
+
+
+def test_a_wide_batch_of_runs_matches_runs_one_at_a_time():
+    """32 runs vmapped together give each run's own numbers (to rounding): a guard against
+    batched code mixing runs up.  (The XLA CPU case that returned runs 0-13's evaluation
+    losses for runs 18-31 needs larger shapes than this tiny problem; tests/test_losses.py
+    pins it with those shapes.)"""
+    lrs = list(np.geomspace(0.01, 0.3, 16))
+    wide = run_sweep(spec({"learning_rate": lrs}, runs_per_device=32, steps=20, chunk_steps=20),
+                     store=":memory:", progress=False)
+    single = run_sweep(spec({"learning_rate": lrs}, runs_per_device=1, steps=20, chunk_steps=20),
+                       store=":memory:", progress=False)
+    for name in ("train_loss", "eval_loss", "eval_accuracy", "param_norm"):
+        np.testing.assert_allclose(wide.curves[name], single.curves[name], rtol=1e-5, atol=1e-6, err_msg=name)
