@@ -24,6 +24,7 @@ from lab.sweep import SweepSpec, plan_sweep
 STUDIES = {
     "learning_rate": "studies.learning_rate",
     "momentum": "studies.momentum",
+    "claims": "studies.claims",
 }
 
 

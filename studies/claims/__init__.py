@@ -1,0 +1,191 @@
+"""Claims from the seed flashcards, each put to a small experiment on ``lab``.
+
+A claim is a :class:`Claim` record: where it came from (``seed``, one of the files in
+``../shared/seeds/``), what it says (``statement``, in our words), the rule that turns a
+measurement into a verdict (``rule``, written out), and three pure functions:
+
+    run(config, store) -> measurement     a JSON-able dict of numbers (store: sqlite path for sweeps)
+    verdict(measurement) -> Verdict       (verdict, key number text, caveat), from the numbers only
+    plot(measurement) -> matplotlib figure
+
+A verdict is one of ``HOLDS``, ``CAVEAT`` (holds with a caveat, stated) or ``FAILS`` (does
+not hold here).  Because ``verdict`` reads nothing but the measurement, a test can feed it
+a contrary measurement and get the contrary verdict.  Definitions (epoch vs iteration,
+one-hot) are checked against the lab's implementation of them.
+
+The study contract (``studies/__init__.py``): ``DESCRIPTION``, ``Config`` with ``QUICK`` and
+``FULL``, ``run``, ``load``, ``plot``, ``report``; :func:`write_claims_md` writes the table
+``CLAIMS.md``.  ``run`` also writes its results as JSON next to the store
+(``<store dir>/claims.json``), which :func:`load` reads back.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+DESCRIPTION = "claims from the seed flashcards, each with an experiment, a figure, a number and a verdict"
+
+HOLDS, CAVEAT, FAILS = "holds", "holds with a caveat", "does not hold here"
+SEED_FILES = {
+    "000": "000_3987a72f56222afd.txt", "001": "001_775db1f3b8feb607.txt", "002": "002_571e76fee13970cc.txt",
+    "003": "003_10dd62bcb6b9a3e5.txt", "004": "004_e011cc1b13ec8efd.txt",
+}
+
+
+class Verdict(NamedTuple):
+    verdict: str     # HOLDS, CAVEAT or FAILS
+    key: str         # the key number, as text with its meaning ("ratio 3e-5")
+    caveat: str = ""  # what limits the verdict (required for CAVEAT)
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    id: str                      # short snake_case name; also the figure's file name
+    seed: str                    # "000".."004", the seed file it came from
+    topic: str
+    statement: str               # the claim in our words
+    rule: str                    # the verdict rule, thresholds included
+    run: Callable                # (config, store) -> measurement dict
+    verdict: Callable            # measurement -> Verdict
+    plot: Callable               # measurement -> matplotlib figure
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    steps: int = 1500    # base number of training steps; each claim scales from it
+    seeds: int = 5       # seeds for claims that take a median over seeds
+    only: str = ""       # comma-separated claim ids to run; empty runs every claim
+
+
+QUICK = Config(steps=300, seeds=3)
+FULL = Config()
+
+
+def all_claims() -> tuple[Claim, ...]:
+    """Every claim, in table order (imported here so one module stays one topic)."""
+    from studies.claims import (
+        activations,
+        capacity_and_curvature,
+        losses_and_outputs,
+        optimizers,
+        regularisation,
+        stochastic,
+    )
+    claims = (*activations.CLAIMS, *losses_and_outputs.CLAIMS, *optimizers.CLAIMS, *stochastic.CLAIMS,
+              *regularisation.CLAIMS, *capacity_and_curvature.CLAIMS)
+    ids = [c.id for c in claims]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate claim ids: {duplicates}")
+    return claims
+
+
+def select(config: Config) -> tuple[Claim, ...]:
+    """The claims ``config.only`` names (all when empty); unknown ids raise, naming the known ones."""
+    claims = all_claims()
+    if not config.only:
+        return claims
+    wanted = [s.strip() for s in config.only.split(",") if s.strip()]
+    known = {c.id: c for c in claims}
+    unknown = [w for w in wanted if w not in known]
+    if unknown:
+        raise KeyError(f"unknown claim ids {unknown}; known: {', '.join(known)}")
+    return tuple(known[w] for w in wanted)
+
+
+def evaluate(claim: Claim, measurement: dict) -> dict:
+    """One result row: the claim's identity, its measurement and the verdict read from it."""
+    v = claim.verdict(measurement)
+    if v.verdict not in (HOLDS, CAVEAT, FAILS):
+        raise ValueError(f"claim {claim.id}: verdict {v.verdict!r} is not one of {HOLDS!r}, {CAVEAT!r}, {FAILS!r}")
+    return {"id": claim.id, "seed": SEED_FILES[claim.seed], "topic": claim.topic, "statement": claim.statement,
+            "rule": claim.rule, "verdict": v.verdict, "key": v.key, "caveat": v.caveat, "measurement": measurement}
+
+
+def _results_path(store) -> Path | None:
+    return None if str(store) == ":memory:" else Path(store).parent / "claims.json"
+
+
+def run(config: Config, *, store, progress: bool = True, rerun: bool = False) -> dict:
+    """Run the selected claims; returns ``{"config": ..., "claims": [row, ...]}`` and writes it
+    as JSON beside ``store``.  Every claim is measured afresh; sweeps inside claims are read
+    back from the store when already finished (``rerun`` is accepted for the study contract
+    and ignored; ``progress`` too: claims run quietly)."""
+    rows = []
+    for claim in select(config):
+        started = time.perf_counter()
+        measurement = claim.run(config, store)
+        row = evaluate(claim, measurement)
+        row["seconds"] = round(time.perf_counter() - started, 2)
+        rows.append(row)
+    results = {"config": dataclasses.asdict(config), "claims": rows}
+    path = _results_path(store)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=1))
+    return results
+
+
+def load(config: Config, *, store) -> dict:
+    """The results :func:`run` wrote beside ``store``; LookupError when absent or for another config."""
+    path = _results_path(store)
+    if path is None or not path.exists():
+        raise LookupError(f"no claims results at {path}; run `lab run claims` first")
+    results = json.loads(path.read_text())
+    if results["config"] != dataclasses.asdict(config):
+        raise LookupError(f"{path} holds claims run with {results['config']}, not {dataclasses.asdict(config)}")
+    return results
+
+
+def plot(results: dict, outdir="figures") -> list[Path]:
+    """One figure per claim, ``<outdir>/claims/<id>.png`` and ``.svg``, and ``CLAIMS.md``
+    beside ``outdir`` (the project root for the default ``figures``), linking to them."""
+    from lab import plotting
+    by_id = {c.id: c for c in all_claims()}
+    paths = []
+    for row in results["claims"]:
+        fig = by_id[row["id"]].plot(row["measurement"])
+        paths.extend(plotting.save(fig, Path(outdir) / "claims", row["id"]))
+    claims_md = Path(outdir).resolve().parent / "CLAIMS.md"
+    figures = os.path.relpath(Path(outdir).resolve() / "claims", claims_md.parent)
+    paths.append(write_claims_md(results, claims_md, figures=figures))
+    return paths
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def report(results: dict, figures: str = "claims") -> str:
+    """The markdown table: one row per claim (id, claim, seed file, verdict, key number, figure).
+
+    ``figures`` is the figures' folder relative to the file the table goes into (the default
+    suits ``figures/README.md``)."""
+    rows = results["claims"]
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in (HOLDS, CAVEAT, FAILS)}
+    lines = ["| id | claim | seed file | verdict | key number | figure |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        verdict = r["verdict"] + (f" ({r['caveat']})" if r["caveat"] else "")
+        lines.append(f"| {r['id']} | {_cell(r['statement'])} | {r['seed']} | {_cell(verdict)} | {_cell(r['key'])} "
+                     f"| [{r['id']}.png]({figures}/{r['id']}.png) |")
+    summary = ", ".join(f"{n} {v}" for v, n in counts.items())
+    return f"{len(rows)} claims: {summary}.\n\n" + "\n".join(lines) + "\n"
+
+
+def write_claims_md(results: dict, path="CLAIMS.md", figures: str = "figures/claims") -> Path:
+    """Write ``CLAIMS.md``: how the table was made, then :func:`report`, then each claim's rule."""
+    path = Path(path)
+    config = results["config"]
+    rules = "\n".join(f"* **{r['id']}** ({r['topic']}): {r['rule']}" for r in results["claims"])
+    text = ("# Claims from the seed flashcards, put to the test\n\n"
+            "Generated by `lab run claims` (studies/claims); do not edit by hand. "
+            f"Run with steps={config['steps']}, seeds={config['seeds']}. Each verdict is read from the "
+            "measured number by the rule listed below the table; seed files are in `../shared/seeds/`.\n\n"
+            + report(results, figures) + "\n## Verdict rules\n\n" + rules + "\n")
+    path.write_text(text)
+    return path
