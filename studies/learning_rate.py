@@ -26,12 +26,11 @@ import dataclasses
 import math
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lab import nets, optim
-from lab.sweep import Problem, Study, SweepSpec, run_sweep
+from lab import losses, nets, optim
+from lab.sweep import Problem, Study, SweepSpec, classification_metrics, run_sweep
 
 NAME = "learning_rate"
 DESCRIPTION = ("final loss vs learning rate: GD on a quadratic against 2/lambda_max, SGD on an MLP "
@@ -160,18 +159,6 @@ def make_schedule(kind: str, peak, steps: int):
     raise ValueError(f"unknown schedule {kind!r}; choose one of {SCHEDULES}")
 
 
-def cross_entropy(logits, labels):
-    """Mean softmax cross-entropy ``logsumexp(z) - z_y`` for integer labels.
-
-    Written here instead of ``lab.losses.softmax_cross_entropy_with_integer_labels``: on
-    jax 0.10.2 CPU, that function vmapped over 32 runs inside ``jit`` with unbatched labels
-    returned, for runs 18-31, the values of runs 0-13 (its ``jnp.where`` NaN guard on the
-    labels is miscompiled; reproduced with plain jax.numpy).  This form gives every run
-    its own value."""
-    picked = jnp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0]
-    return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - picked)
-
-
 def _mlp_study(config: Config, name: str) -> Study:
     x, y = _digits()
     net = nets.mlp([config.hidden, 10], activation="tanh")
@@ -179,15 +166,10 @@ def _mlp_study(config: Config, name: str) -> Study:
 
     def make_problem(static):
         def loss(params, xb, yb, key):
-            return cross_entropy(net.apply(params, xb), yb)
-
-        def evaluate(params, xe, ye):
-            logits = net.apply(params, xe)
-            hits = jnp.argmax(logits, axis=-1).astype(ye.dtype) == ye
-            return {"loss": cross_entropy(logits, ye), "accuracy": jnp.mean(hits.astype(logits.dtype))}
+            return losses.softmax_cross_entropy_with_integer_labels(net.apply(params, xb), yb)
 
         return Problem(init_params=lambda key: net.init(key, (-1, x.shape[1]))[1], loss=loss, x=x, y=y,
-                       evaluate=evaluate)
+                       evaluate=classification_metrics(net.apply))
 
     def make_optimizer(cfg):
         return optim.sgd(make_schedule(cfg["schedule"], cfg["learning_rate"], steps))
@@ -195,7 +177,7 @@ def _mlp_study(config: Config, name: str) -> Study:
     return Study(name, make_problem, make_optimizer, hyperparameters={"learning_rate": 0.1},
                  static={"batch_size": config.batch_size, "schedule": "constant"},
                  description={"data": "8x8 digits, all 1797 images", "net": f"mlp 64-{config.hidden}-10 tanh",
-                              "loss": "softmax cross-entropy (logsumexp - z_y)", "optimizer": "sgd", "steps": steps})
+                              "loss": "softmax cross-entropy", "optimizer": "sgd", "steps": steps})
 
 
 def specs(config: Config) -> dict:
@@ -412,7 +394,6 @@ def plot(results: dict, outdir="figures") -> list[Path]:
 
 
 def _schedule_values(kind: str, steps: int, counts):
-    import jax.numpy as jnp
     fn = make_schedule(kind, 1.0, steps)
     if not callable(fn):
         return np.full(len(counts), float(fn))

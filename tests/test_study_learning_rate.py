@@ -2,11 +2,9 @@
 import dataclasses
 import math
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lab import losses
 from lab.store import Store
 from studies import learning_rate as lr
 
@@ -92,13 +90,6 @@ def test_schedule_shapes(kind, count, expected):
     assert values[count] == pytest.approx(expected, rel=1e-9, abs=1e-12)
     with pytest.raises(ValueError, match="unknown schedule 'linear'"):
         lr.make_schedule("linear", 1.0, 100)
-
-
-def test_cross_entropy_matches_lab_losses():
-    rng = np.random.RandomState(0)
-    logits, labels = jnp.asarray(3 * rng.randn(50, 10)), jnp.asarray(rng.randint(0, 10, 50))
-    assert float(lr.cross_entropy(logits, labels)) == pytest.approx(
-        float(losses.softmax_cross_entropy_with_integer_labels(logits, labels)), rel=1e-12)
 
 
 def test_bad_config_is_named():
