@@ -75,3 +75,23 @@ def test_demo_command_writes_its_figure(tmp_path, capsys):
 def test_demo_command_rejects_bad_epochs():
     with pytest.raises(SystemExit):
         cli.main(["demo", "--epochs", "0"])
+
+
+def test_make_step_gives_newton_methods_the_batch_loss():
+    # least squares on one batch: Newton with lr 1 lands on the batch's minimiser in one step
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(32, 4)))
+    y = x @ jnp.arange(1.0, 5.0)
+
+    def loss(w, xb, yb, key):
+        return 0.5 * jnp.mean((xb @ w - yb) ** 2)
+
+    plain = optax.GradientTransformation(*optax.sgd(0.1))   # optax.sgd itself takes extra args
+    assert train.takes_extra_args(optim.newton(1.0)) and train.takes_extra_args(optax.sgd(0.1))
+    assert not train.takes_extra_args(plain)
+    step = jax.jit(train.make_step(loss, optim.newton(1.0)))
+    w, _, before = step(jnp.zeros(4), optim.newton(1.0).init(jnp.zeros(4)), x, y, jax.random.key(0))
+    np.testing.assert_allclose(w, [1.0, 2.0, 3.0, 4.0], rtol=1e-10)
+    assert float(before) > 1.0
+    # a plain optax transform still gets the three-argument update
+    w2, _, _ = train.make_step(loss, plain)(jnp.zeros(4), plain.init(jnp.zeros(4)), x, y, jax.random.key(0))
+    assert float(loss(w2, x, y, None)) < float(before)
