@@ -286,6 +286,36 @@ class Store:
             c.execute("UPDATE runs SET final_metrics = ? WHERE sweep_id = ? AND run_index = ?",
                       (json.dumps(finals), sweep_id, r))
 
+    def copy_batches(self, sweep_id: int, source: "Store", source_id: int, batches: Iterable[int]) -> None:
+        """Copy the finished ``batches`` of sweep ``source_id`` in ``source`` (another database
+        holding the same sweep, e.g. one process's part of a multi-process sweep) into sweep
+        ``sweep_id`` here: run status, divergence, steps, final metrics and curves, as one
+        transaction.  Raises ValueError when a batch is unfinished in ``source`` or holds
+        other runs than here."""
+        batches = sorted(int(b) for b in batches)
+        theirs, mine = source.batches(source_id), self.batches(sweep_id)
+        for b in batches:
+            if b not in theirs or not theirs[b][2]:
+                raise ValueError(f"batch {b} is not finished in {source.path}; nothing was copied")
+            if b not in mine or not np.array_equal(theirs[b][1], mine[b][1]):
+                raise ValueError(f"batch {b} holds other runs in {source.path} than in {self.path}; nothing was copied")
+        runs = [int(r) for b in batches for r in theirs[b][1]]
+        src = source._conn
+        with self._transaction() as c:
+            for r in runs:
+                status, diverged, steps, finals = src.execute(
+                    "SELECT status, diverged_step, steps_done, final_metrics FROM runs WHERE sweep_id = ? AND run_index = ?",
+                    (source_id, r)).fetchone()
+                c.execute("UPDATE runs SET status = ?, diverged_step = ?, steps_done = ?, final_metrics = ? "
+                          "WHERE sweep_id = ? AND run_index = ?", (status, diverged, steps, finals, sweep_id, r))
+                c.executemany(
+                    "INSERT OR REPLACE INTO curves (sweep_id, run_index, metric, first_eval, data) VALUES (?, ?, ?, ?, ?)",
+                    ((sweep_id, r, metric, first, blob) for metric, first, blob in src.execute(
+                        "SELECT metric, first_eval, data FROM curves WHERE sweep_id = ? AND run_index = ?",
+                        (source_id, r))))
+            c.execute(f"DELETE FROM checkpoints WHERE sweep_id = ? AND batch_index IN ({', '.join('?' * len(batches))})",
+                      (sweep_id, *batches))
+
     # ---------------------------------------------------------------- reading
 
     def list_sweeps(self) -> list[dict]:

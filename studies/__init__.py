@@ -23,7 +23,11 @@ from lab.sweep import SweepSpec, plan_sweep
 # name -> module, in the order `lab list` and `lab run all` use.
 STUDIES = {
     "learning_rate": "studies.learning_rate",
+    "batch_size": "studies.batch_size",
     "momentum": "studies.momentum",
+    "newton": "studies.newton",
+    "edge_of_stability": "studies.edge_of_stability",
+    "optimizers": "studies.optimizers",
     "claims": "studies.claims",
 }
 

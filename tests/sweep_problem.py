@@ -4,7 +4,9 @@ The data are made with NumPy so that building the problem compiles nothing (the
 compile-count test counts every XLA compilation).  Also run as a script by the
 subprocess tests: ``python tests/sweep_problem.py DB [--kill-after N] [--devices D]``
 runs :func:`spec` (printing ``committed STEP`` after each chunk) and, with
-``--kill-after``, sleeps after that many chunks so that the parent can kill it.
+``--kill-after``, sleeps after that many chunks so that the parent can kill it; with
+``--distributed PORT INDEX COUNT`` it first joins a ``jax.distributed`` job of COUNT
+processes whose coordinator listens on localhost:PORT.
 """
 from __future__ import annotations
 
@@ -62,7 +64,12 @@ def _main(argv) -> int:
     parser.add_argument("db")
     parser.add_argument("--kill-after", type=int, default=0)
     parser.add_argument("--devices", type=int, default=0)
+    parser.add_argument("--distributed", type=int, nargs=3, metavar=("PORT", "INDEX", "COUNT"))
     args = parser.parse_args(argv)
+    if args.distributed:
+        port, index, count = args.distributed
+        jax.distributed.initialize(f"localhost:{port}", num_processes=count, process_id=index,
+                                   initialization_timeout=120)
     chunks = []
 
     def report(info):
@@ -74,6 +81,8 @@ def _main(argv) -> int:
     devices = jax.devices()[:args.devices] if args.devices else None
     result = run_sweep(spec(), store=args.db, progress=False, devices=devices, on_chunk=report)
     print(f"done {result.sweep_id} {result.environment['device_count']}", flush=True)
+    if args.distributed:
+        jax.distributed.shutdown()
     return 0
 
 

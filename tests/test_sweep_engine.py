@@ -224,3 +224,32 @@ def test_a_wide_batch_of_runs_matches_runs_one_at_a_time():
                        store=":memory:", progress=False)
     for name in ("train_loss", "eval_loss", "eval_accuracy", "param_norm"):
         np.testing.assert_allclose(wide.curves[name], single.curves[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_parts_of_a_multi_process_sweep_merge_into_the_single_process_result(tmp_path):
+    from lab.sweep.engine import part_path
+    reference = run_sweep(spec(), store=":memory:", progress=False)
+    db = tmp_path / "shared.sqlite"
+    # process 1 alone: it runs its batch (1), then gives up waiting for process 0's merge
+    with pytest.raises(TimeoutError, match="process 1: no merged sweep"):
+        run_sweep(spec(), store=db, progress=False, process=(1, 2), wait_seconds=0)
+    assert not db.exists() and part_path(db, 1, 2).exists()
+    with storelib.Store(part_path(db, 1, 2)) as part:            # batch 0 is process 0's: not finished here
+        with pytest.raises(ValueError, match="batch 0 is not finished"):
+            part.copy_batches(1, part, 1, [0])
+    merged = run_sweep(spec(), store=db, progress=False, process=(0, 2), wait_seconds=0)
+    assert merged.execution["parts"] == {"0": 1, "1": 1} and merged.status == "done"
+    assert_same_runs(reference, merged, np.s_[:], np.s_[:])
+    again = run_sweep(spec(), store=db, progress=False, process=(1, 2), wait_seconds=0)   # fetched, not rerun
+    assert again.sweep_id == merged.sweep_id
+    # process 0 with no part from process 1 names the missing one
+    with pytest.raises(TimeoutError, match=r"processes \[1\] have not finished"):
+        run_sweep(spec(), store=tmp_path / "other.sqlite", progress=False, process=(0, 2), wait_seconds=0)
+
+
+def test_bad_process_arguments_are_refused():
+    for bad in ((2, 2), (0, 0), (-1, 3), "ab", 3):
+        with pytest.raises(ValueError, match="process"):
+            run_sweep(spec(), store=":memory:", progress=False, process=bad)
+    with pytest.raises(ValueError, match="needs a database path on a filesystem every process can read"):
+        run_sweep(spec(), store=":memory:", progress=False, process=(0, 2))

@@ -34,10 +34,12 @@ Determinism: per-run randomness comes only from (seed, step); on CPU a run's num
 bitwise the same whatever the chunking, grid layout or device count, at a fixed
 ``runs_per_device`` (which is recorded and reused on resume).
 
-Several hosts: not implemented yet.  The plan is ``jax.distributed.initialize()`` in
-every process (e.g. one per node under SLURM: ``srun python sweep.py``), with each process
-taking every ``process_count``-th batch on its local devices and process 0 merging the
-per-process databases; today ``run_sweep`` uses only the calling process's devices.
+Several processes or hosts: call ``jax.distributed.initialize()`` in every process (e.g.
+one per node under SLURM: ``srun python sweep.py``) and give them one database path on a
+shared filesystem.  Process ``i`` of ``n`` runs every ``n``-th batch on its local devices
+into its own part file (``<db>.part<i>of<n>``); process 0 merges the parts into the
+database and every process returns the whole sweep (``run_sweep(process=(i, n))`` without
+``jax.distributed``).  The merged results equal a one-process run bit for bit.
 """
 from lab.store import SweepResult
 from lab.sweep.engine import run_sweep

@@ -15,6 +15,7 @@ with the batch plan it was started with; ``rerun=True`` starts a fresh copy.
 from __future__ import annotations
 
 import platform
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -24,13 +25,14 @@ import jax
 import numpy as np
 
 from lab import data as datalib
-from lab.store import DEFAULT_PATH, BatchUpdate, Store, SweepResult
+from lab.store import DEFAULT_PATH, BatchUpdate, Store, StoreError, SweepResult
 from lab.sweep import program as prog
 from lab.sweep.spec import Plan, Problem, SweepSpec, check_execution, plan_sweep
 
 
 def run_sweep(spec: SweepSpec, *, store: Store | str | Path | None = None, progress: bool = True,
-              rerun: bool = False, devices=None, on_chunk: Callable[[dict], None] | None = None) -> SweepResult:
+              rerun: bool = False, devices=None, on_chunk: Callable[[dict], None] | None = None,
+              process: tuple[int, int] | None = None, wait_seconds: float = 3600.0) -> SweepResult:
     """Run (or resume, or fetch) the sweep ``spec`` and return its results.
 
     ``store`` is an open :class:`lab.store.Store`, a path, ``":memory:"``, or None for
@@ -38,6 +40,14 @@ def run_sweep(spec: SweepSpec, *, store: Store | str | Path | None = None, progr
     run-steps/s, ETA, diverged runs).  ``devices`` defaults to ``jax.local_devices()``;
     the run axis is sharded over them.  ``on_chunk(info)`` is called after each commit
     with ``{"sweep_id", "group", "batches", "step", "diverged"}``.
+
+    Several processes (e.g. one per host after ``jax.distributed.initialize()``):
+    ``process = (index, count)``, by default ``(jax.process_index(), jax.process_count())``.
+    With ``count > 1`` every process runs the batches ``b`` with ``b % count == index`` on
+    its own devices and commits them to its part file ``<store>.part<index>of<count>``
+    beside ``store`` (which must be a path every process can read); process 0 then waits up
+    to ``wait_seconds`` for every part to finish, merges them into ``store`` and every
+    process returns the whole sweep from it.  Interrupted processes resume their parts.
 
     Timing: each group's program is compiled ahead of time, once; compile and run seconds
     are added to the sweep's row.  Set ``jax.config.update("jax_compilation_cache_dir", ...)``
@@ -48,29 +58,139 @@ def run_sweep(spec: SweepSpec, *, store: Store | str | Path | None = None, progr
     if not devices:
         raise ValueError("devices is empty; give at least one device")
     if any(d.process_index != jax.process_index() for d in devices):
-        raise ValueError("run_sweep uses this process's devices only (multi-host sweeps are not implemented); "
-                         "pass devices=jax.local_devices()")
+        raise ValueError("run_sweep computes on this process's devices only; pass devices=jax.local_devices() "
+                         "and let every process run its share (process=(index, count))")
+    index, count = _check_process((jax.process_index(), jax.process_count()) if process is None else process)
+    if count > 1:
+        return _run_in_parts(spec, plan, store, index, count, devices, progress, rerun, on_chunk, wait_seconds)
     db = store if isinstance(store, Store) else Store(DEFAULT_PATH if store is None else store)
     try:
-        problems = [_build_problem(spec, g) for g in plan.groups]
-        metrics = _metric_names(spec, plan, problems)
-        found = None if rerun else db.find_sweep(plan.fingerprint)
-        if found is not None and found["status"] == "done":
-            return db.load(found["id"])
-        if found is None:
-            per_device = _choose_runs_per_device(spec, plan, problems, devices[0])
-            sweep_id = db.create_sweep(
-                study=plan.study, fingerprint=plan.fingerprint, config=plan.config,
-                execution={"runs_per_device": per_device, "chunk_steps": spec.chunk_steps,
-                           "devices": len(devices)},
-                environment=_environment(devices), metrics=metrics, runs=_batch_rows(plan, per_device))
-        else:
-            sweep_id, per_device = found["id"], found["execution"]["runs_per_device"]
-        _execute(spec, plan, problems, db, sweep_id, per_device, devices, progress, on_chunk)
-        return db.load(sweep_id)
+        return _run_here(spec, plan, db, devices, progress, rerun, on_chunk)
     finally:
         if not isinstance(store, Store):
             db.close()
+
+
+def _run_here(spec, plan, db, devices, progress, rerun, on_chunk, share=None) -> SweepResult:
+    """The sweep in ``db`` on ``devices``: fetched when done, else created or resumed and run
+    (only the batches of ``share = (index, count)`` when given)."""
+    problems = [_build_problem(spec, g) for g in plan.groups]
+    metrics = _metric_names(spec, plan, problems)
+    found = None if rerun else db.find_sweep(plan.fingerprint)
+    if found is not None and found["status"] == "done":
+        return db.load(found["id"])
+    if found is None:
+        per_device = _choose_runs_per_device(spec, plan, problems, devices[0])
+        execution = {"runs_per_device": per_device, "chunk_steps": spec.chunk_steps, "devices": len(devices)}
+        if share is not None:
+            execution["process"] = list(share)
+        sweep_id = db.create_sweep(
+            study=plan.study, fingerprint=plan.fingerprint, config=plan.config, execution=execution,
+            environment=_environment(devices), metrics=metrics, runs=_batch_rows(plan, per_device))
+    else:
+        sweep_id, per_device = found["id"], found["execution"]["runs_per_device"]
+    _execute(spec, plan, problems, db, sweep_id, per_device, devices, progress, on_chunk, share)
+    return db.load(sweep_id)
+
+
+# --------------------------------------------------------------------------- several processes
+
+
+def _check_process(process) -> tuple[int, int]:
+    try:
+        index, count = (int(v) for v in process)
+    except (TypeError, ValueError):
+        raise ValueError(f"process must be a pair (index, count) of integers, got {process!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"process (index, count) needs count >= 1 and 0 <= index < count, got {process!r}")
+    return index, count
+
+
+def part_path(store: str | Path, index: int, count: int) -> Path:
+    """The database process ``index`` of ``count`` writes its share of a sweep into."""
+    store = Path(store)
+    return store.with_name(f"{store.stem}.part{index}of{count}{store.suffix}")
+
+
+def _done_sweep(path: Path, fingerprint: str) -> dict | None:
+    """The latest finished sweep with ``fingerprint`` in the database at ``path`` (id, execution),
+    or None while the file is missing, being created, or holds no finished such sweep."""
+    if not path.exists():
+        return None
+    try:
+        with Store(path) as db:
+            found = db.find_sweep(fingerprint)
+    except (StoreError, sqlite3.Error):   # another process is creating it: look again later
+        return None
+    return found if found is not None and found["status"] == "done" else None
+
+
+def _run_in_parts(spec, plan, store, index, count, devices, progress, rerun, on_chunk, wait_seconds) -> SweepResult:
+    if isinstance(store, Store) or str(store) == ":memory:":
+        raise ValueError(f"a sweep over {count} processes needs a database path on a filesystem every process "
+                         f"can read, not {'an open Store' if isinstance(store, Store) else repr(':memory:')}")
+    path = Path(DEFAULT_PATH if store is None else store)
+    if not rerun and (found := _done_sweep(path, plan.fingerprint)) is not None:
+        with Store(path) as db:
+            return db.load(found["id"])
+    with Store(part_path(path, index, count)) as part:
+        _run_here(spec, plan, part, devices, progress, rerun, on_chunk, share=(index, count))
+        part_id = part.find_sweep(plan.fingerprint)["id"]
+    deadline = time.monotonic() + wait_seconds
+    if index != 0:   # process 0 merges; wait for a merged sweep that includes this part
+        while True:
+            found = _done_sweep(path, plan.fingerprint)
+            if found is not None and found["execution"].get("parts", {}).get(str(index)) == part_id:
+                with Store(path) as db:
+                    return db.load(found["id"])
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"process {index}: no merged sweep in {path} after {wait_seconds:g} s; "
+                                   f"process 0 merges the parts once all {count} have finished")
+            time.sleep(1.0)
+    parts = {0: part_id}
+    while len(parts) < count:
+        for i in range(1, count):
+            if i not in parts and (found := _done_sweep(part_path(path, i, count), plan.fingerprint)) is not None:
+                parts[i] = found["id"]
+        if len(parts) < count:
+            if time.monotonic() > deadline:
+                missing = sorted(set(range(count)) - set(parts))
+                raise TimeoutError(f"processes {missing} have not finished their parts of the sweep after "
+                                   f"{wait_seconds:g} s (looked for {part_path(path, missing[0], count)})")
+            time.sleep(1.0)
+    return _merge_parts(plan, path, parts, count, devices)
+
+
+def _merge_parts(plan, path: Path, parts: dict, count: int, devices) -> SweepResult:
+    """Copy every process's share into one fresh sweep in ``path``."""
+    sources = [Store(part_path(path, i, count)) for i in range(count)]
+    try:
+        executions = [src.find_sweep(plan.fingerprint)["execution"] for src in sources]
+        per_device = executions[0]["runs_per_device"]
+        if any(e["runs_per_device"] != per_device for e in executions):
+            raise ValueError(f"the parts of the sweep cut runs into batches differently ({[e['runs_per_device'] for e in executions]}); "
+                             f"give SweepSpec(runs_per_device=...) so every process uses the same batches")
+        with Store(path) as db:
+            head = sources[0].load(parts[0])
+            sweep_id = db.create_sweep(
+                study=plan.study, fingerprint=plan.fingerprint, config=plan.config,
+                execution={"runs_per_device": per_device, "chunk_steps": executions[0]["chunk_steps"],
+                           "devices": sum(e["devices"] for e in executions), "process_count": count,
+                           "parts": {str(i): parts[i] for i in range(count)}},
+                environment={**_environment(devices), "process_count": count}, metrics=list(head.curves),
+                runs=_batch_rows(plan, per_device))
+            compile_seconds = run_seconds = 0.0
+            for i, src in enumerate(sources):
+                owned = [b for b in src.batches(parts[i]) if b % count == i]
+                db.copy_batches(sweep_id, src, parts[i], owned)
+                row = next(r for r in src.list_sweeps() if r["id"] == parts[i])
+                compile_seconds += row["compile_seconds"]
+                run_seconds += row["run_seconds"]
+            db.set_status(sweep_id, "done", compile_seconds=compile_seconds, run_seconds=run_seconds)
+            return db.load(sweep_id)
+    finally:
+        for src in sources:
+            src.close()
 
 
 # --------------------------------------------------------------------------- before compute
@@ -160,11 +280,11 @@ def _environment(devices) -> dict:
 # --------------------------------------------------------------------------- compute
 
 
-def _execute(spec, plan, problems, db, sweep_id, per_device, devices, progress, on_chunk) -> None:
+def _execute(spec, plan, problems, db, sweep_id, per_device, devices, progress, on_chunk, share=None) -> None:
     steps, every = spec.steps, spec.eval_every
     blocks = max(1, min(spec.chunk_steps // every, steps // every))
     batches = db.batches(sweep_id)
-    pending = {b: v for b, v in batches.items() if not v[2]}
+    pending = {b: v for b, v in batches.items() if not v[2] and (share is None or b % share[1] == share[0])}
     starts = {b: (db.checkpoint(sweep_id, b) or (0, None)) for b in pending}
     total = sum(len(runs) * (steps - starts[b][0]) for b, (_, runs, _) in pending.items())
     bar = _progress_bar(total, len(plan.seeds), progress)
