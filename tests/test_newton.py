@@ -530,3 +530,27 @@ def test_float32_params_keep_dtype_and_structure(name):
               if jnp.issubdtype(jnp.result_type(leaf), jnp.floating)]
     assert all(leaf.dtype == jnp.float32 for leaf in floats)
     assert float(f(lo.apply_updates(params, updates))) < float(f(params))
+
+
+def test_lbfgs_refuses_a_secant_pair_at_the_float32_rounding_floor():
+    # a very flat float32 problem: s^T y is a normal float but y^T y underflows, so the initial
+    # scale s^T y / y^T y would be inf and the direction NaN
+    c = jnp.float32(1e-20)
+    f = lambda w: 0.5 * c * jnp.sum(w ** 2)  # noqa: E731
+    opt = lo.lbfgs(1.0, linesearch=None)
+    w, w2 = jnp.zeros(4, jnp.float32), jnp.ones(4, jnp.float32)
+    _, state = opt.update(jax.grad(f)(w), opt.init(w), w, value_fn=f)   # count 1: the next call forms a pair
+    y = jax.grad(f)(w2) - jax.grad(f)(w)
+    assert float(jnp.vdot(w2 - w, y)) > np.finfo(np.float32).tiny > float(jnp.vdot(y, y))
+    u, state = opt.update(jax.grad(f)(w2), state, w2, value_fn=f)
+    assert np.all(np.isfinite(np.asarray(u))) and int(state.num_pairs) == 0
+
+
+def test_a_rejected_line_search_step_is_zero_even_for_a_nan_direction():
+    f = lambda w: jnp.sum(w ** 2)  # noqa: E731
+    w = jnp.ones(3)
+    ls = lo.backtracking_linesearch()
+    d = jnp.array([jnp.nan, 1.0, 1.0])
+    u, s = ls.update(d, ls.init(w), w, value_fn=f, grad=jax.grad(f)(w))
+    np.testing.assert_array_equal(np.asarray(u), np.zeros(3))
+    assert not bool(s.sufficient_decrease)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from jax import monitoring
 
+from lab import optim
 from lab import store as storelib
 from lab.sweep import program as prog
 from lab.sweep import run_sweep
@@ -253,3 +254,23 @@ def test_bad_process_arguments_are_refused():
             run_sweep(spec(), store=":memory:", progress=False, process=bad)
     with pytest.raises(ValueError, match="needs a database path on a filesystem every process can read"):
         run_sweep(spec(), store=":memory:", progress=False, process=(0, 2))
+
+
+def test_an_optimizer_whose_state_holds_a_prng_key_runs_and_resumes(tmp_path):
+    # noisy SGD keeps its noise key in its state: the engine packs it as raw key data
+    noisy = dataclasses.replace(STUDY, make_optimizer=lambda c: optim.noisy_sgd(c["learning_rate"], key=jax.random.key(5)))
+    whole = run_sweep(dataclasses.replace(spec(), study=noisy),
+                      store=":memory:", progress=False)
+    assert np.all(np.isfinite(whole.final["train_loss"]))
+    stopped = []
+
+    def interrupt(info):
+        stopped.append(info["step"])
+        if len(stopped) == 1:
+            raise KeyboardInterrupt
+
+    db = tmp_path / "noisy.sqlite"
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(dataclasses.replace(spec(), study=noisy), store=db, progress=False, on_chunk=interrupt)
+    resumed = run_sweep(dataclasses.replace(spec(), study=noisy), store=db, progress=False)
+    assert_same_runs(whole, resumed, np.s_[:], np.s_[:])

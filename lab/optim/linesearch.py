@@ -144,8 +144,9 @@ def backtracking_linesearch(initial_step_size=1.0, c=1e-4, decrease_factor=0.5, 
         new_state = BacktrackingLinesearchState(
             step_size=t, value=jnp.where(accepted, new_value, value),
             num_evaluations=evaluations, sufficient_decrease=accepted)
-        return tree_scale(t, updates), jax.tree.map(
-            lambda new, old: new.astype(old.dtype), new_state, state)
+        # a rejected step is exactly zero, even for a non-finite direction (0 * nan = nan)
+        moved = jax.tree.map(lambda d: jnp.where(accepted, d, jnp.zeros_like(d)), tree_scale(t, updates))
+        return moved, jax.tree.map(lambda new, old: new.astype(old.dtype), new_state, state)
 
     return Optimizer(init, update)
 

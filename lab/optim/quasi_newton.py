@@ -39,7 +39,10 @@ def initial_scale(g: jax.Array) -> jax.Array:
 
 def secant_pair(where: str, state, grads, params, value_fn, linesearch):
     """Raveled ``x, g`` and the pair ``s = x - x_prev``, ``y = g - g_prev``, with
-    ``accept``: a pair exists (not the first call) and ``s^T y > 0``."""
+    ``accept``: a pair exists (not the first call), ``s^T y > eps ||s|| ||y||`` (curvature
+    that is positive beyond rounding) and both ``s^T y`` and ``y^T y`` are normal floats: a
+    pair at the rounding floor, as near convergence in float32, would make ``1 / s^T y`` or
+    the scale ``s^T y / y^T y`` infinite and the direction NaN."""
     if linesearch is not None:
         need_objective(where, value_fn)
     if params is None:
@@ -49,7 +52,10 @@ def secant_pair(where: str, state, grads, params, value_fn, linesearch):
     g = ravel_pytree(grads)[0].astype(x.dtype)
     s, y = x - state.params, g - state.grads
     sy = jnp.vdot(s, y)
-    return x, g, unravel, s, y, sy, (state.count > 0) & (sy > 0)
+    info = jnp.finfo(x.dtype)
+    floor = jnp.maximum(info.eps * jnp.linalg.norm(s) * jnp.linalg.norm(y), info.tiny)
+    accept = (state.count > 0) & (sy > floor) & jnp.isfinite(sy) & (jnp.vdot(y, y) >= info.tiny)
+    return x, g, unravel, s, y, sy, accept
 
 
 # ------------------------------------------------------------------------- BFGS

@@ -258,7 +258,7 @@ def build_program(problem: Problem, make_optimizer, static: dict, dynamic: tuple
     seed_shape = sds((runs,), jnp.uint32, run_sharding)
     abstract_state = jax.eval_shape(jax.vmap(init, in_axes=(0, 0, None, None)),
                                     seed_shape, hp_shape, data_shapes[0], data_shapes[1])
-    state_shapes = jax.tree.map(lambda s: sds(s.shape, s.dtype, run_sharding), pack(abstract_state))
+    state_shapes = jax.tree.map(lambda s: sds(s.shape, s.dtype, run_sharding), jax.eval_shape(pack, abstract_state))
 
     def program(packed, hparams, seeds, slots, schedule, data, t0, start, factor):
         state = unpack(packed, abstract_state)
