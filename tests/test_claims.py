@@ -104,3 +104,112 @@ def test_run_load_plot_and_claims_md(tmp_path):
     assert len(table) == 1 + 3
     assert "[one_hot_encoding.png](figures/claims/one_hot_encoding.png)" in md
     assert "000_3987a72f56222afd.txt" in md and "3 claims: 3 holds" in md
+
+
+# --- the claims of batch_and_sparse, recurrent_and_capacity and loss_definitions -----------------
+
+def _batch_measurement(gap_small, sharp_small):
+    """A two-batch, two-lr measurement of the batch sweep; batch 256's gap is 0.6 and sharpness 1."""
+    return {"batches": [8, 256], "lrs": [0.1, 1.0], "common_lr": 0.1, "initial_loss": 2.3,
+            "gap": [[[gap_small] * 3, [0.9] * 3], [[0.6] * 3, [0.7] * 3]],
+            "test_accuracy": [[[0.8] * 3, [0.7] * 3], [[0.8] * 3, [0.8] * 3]],
+            "sharpness": [[[sharp_small] * 3, [0.3] * 3], [[1.0] * 3, [0.2] * 3]],
+            "final_train_loss": [[0.05, 0.04], [0.05, 0.003]], "diverged": [[0.0, 0.0], [0.0, 0.0]]}
+
+
+def _sparse(sgd, adagrad, adam):
+    return {k: {"rare_error": e, "dense_error": 0.01, "best_lr": 0.1} for k, e in (("sgd", sgd), ("adagrad", adagrad), ("adam", adam))}
+
+
+def _init(relu_glorot):
+    return {"depth": 20, "relu_glorot_theory": 2.0 ** -9, "relu_he_normal": {"last_over_first": 0.9},
+            "relu_glorot_normal": {"last_over_first": relu_glorot}, "tanh_glorot_normal": {"last_over_first": 0.5},
+            "tanh_he_normal": {"last_over_first": 1.1}}
+
+
+def _mean_loss(batch_error):
+    return {"loss_rel_diff": {"ce": 1e-7}, "grad_rel_diff": {"ce": 1e-7}, "batch_error": [batch_error],
+            "batch_predicted": [0.032], "masks": 2000, "batch": 16, "tolerance": 1e-5}
+
+
+NEW_FLIPS = [
+    ("adaptive_steps_for_sparse_features", _sparse(0.1, 1e-3, 1e-3), _sparse(0.1, 1e-3, 0.09), CAVEAT),
+    ("small_batch_generalises", _batch_measurement(0.3, 1.0), _batch_measurement(0.6, 1.0), FAILS),
+    ("large_batch_sharp_minima", _batch_measurement(0.6, 0.2), _batch_measurement(0.6, 1.1), FAILS),
+    ("larger_batch_larger_lr",
+     {"batches": [8, 256], "lrs": [0.1, 0.3, 1.0], "initial_loss": 2.3, "final_train_loss": [[0.5, 0.2, 9.0], [0.6, 0.3, 0.1]],
+      "diverged": [[0.0, 0.0, 1.0], [0.0, 0.0, 0.0]]},
+     {"batches": [8, 256], "lrs": [0.1, 0.3, 1.0], "initial_loss": 2.3, "final_train_loss": [[0.5, 0.2, 9.0], [0.6, 0.3, 9.0]],
+      "diverged": [[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]}, FAILS),
+    ("gd_reaches_convex_minimum", {"steps": [300], "batches": [256, 8], "gd_worst": 1e-7, "sgd_median": 0.05},
+     {"steps": [300], "batches": [256, 8], "gd_worst": 1e-7, "sgd_median": 1e-5}, CAVEAT),
+    ("rnn_gradients_explode", {"lengths": [5, 80], "3.0": {"param_grad": [1.0, 1e5]}, "1.0": {"param_grad": [1.0, 5.0]}},
+     {"lengths": [5, 80], "3.0": {"param_grad": [1.0, 50.0]}, "1.0": {"param_grad": [1.0, 5.0]}}, FAILS),
+    ("rnn_gradients_vanish", {"lengths": [5, 10, 80], "0.5": {"first_input_gain": [0.06, 0.001, 0.0]}},
+     {"lengths": [5, 10, 80], "0.5": {"first_input_gain": [0.06, 0.01, 1e-9]}}, FAILS),
+    ("clipping_rescues_rnn_training",
+     {"lrs": [0.01, 0.1], "initial": 1.5, "final": [[0.2, float("inf")], [1.0, 0.3]], "diverged": [[0.0, 1.0], [0.0, 0.0]]},
+     {"lrs": [0.01, 0.1], "initial": 1.5, "final": [[0.2, 0.4], [1.0, 0.3]], "diverged": [[0.0, 0.0], [0.0, 0.0]]}, FAILS),
+    ("dropconnect_keeps_expectation", {"masks": 4000, "final": 0.016, "final_predicted": 0.014, "test_over_weights": 0.0},
+     {"masks": 4000, "final": 0.1, "final_predicted": 0.014, "test_over_weights": 0.0}, FAILS),
+    ("dropconnect_regularises", {"gap": [0.35, 0.2], "test_accuracy": [0.87] * 2},
+     {"gap": [0.35, 0.3], "test_accuracy": [0.87] * 2}, FAILS),
+    ("overfitting_grows_with_capacity",
+     {"params": [160, 1210, 9610], "gap": [[0.1] * 3, [0.2] * 3, [0.5] * 3], "accuracy_gap": [[0.0] * 3, [0.1] * 3, [0.2] * 3]},
+     {"params": [160, 1210, 9610], "gap": [[1.3] * 3, [0.7] * 3, [0.8] * 3], "accuracy_gap": [[0.3] * 3, [0.2] * 3, [0.2] * 3]},
+     FAILS),
+    ("init_matches_activation", _init(0.0017), _init(0.5), FAILS),
+    ("cross_entropy_is_log_loss", {"curve_rel_diff": 1e-7, "random_rel_diff": 1e-8, "tolerance": 1e-5, "ce": [18.42]},
+     {"curve_rel_diff": 1e-2, "random_rel_diff": 1e-8, "tolerance": 1e-5, "ce": [18.42]}, FAILS),
+    ("multiclass_ce_extends_binary", {"worst": 1e-7, "tolerance": 1e-5}, {"worst": 0.1, "tolerance": 1e-5}, FAILS),
+    ("set_loss_is_mean_of_examples", _mean_loss(0.03), _mean_loss(0.2), FAILS),
+]
+
+
+@pytest.mark.parametrize("claim_id,supporting,contrary,expected", NEW_FLIPS, ids=[f[0] for f in NEW_FLIPS])
+def test_new_claims_verdicts_read_the_measurement(claim_id, supporting, contrary, expected):
+    test_verdict_reads_the_measurement(claim_id, supporting, contrary, expected)
+
+
+def test_capacity_verdict_caveat_when_not_monotone():
+    m = {"params": [160, 1210, 9610], "gap": [[0.1] * 3, [0.5] * 3, [0.3] * 3], "accuracy_gap": [[0.0] * 3] * 3}
+    got = BY_ID["overfitting_grows_with_capacity"].verdict(m)
+    assert got.verdict == CAVEAT and "monotone" in got.caveat
+
+
+def test_new_claims_registered_with_seeds():
+    new = [f[0] for f in NEW_FLIPS]
+    assert len(set(new)) == len(new) == 15 and set(new) <= set(BY_ID)
+    assert len(BY_ID) >= 46
+    assert all(BY_ID[i].seed in {"000", "001", "002"} for i in new)
+
+
+def test_tiny_new_claims_measure_the_theory():
+    rnn = BY_ID["rnn_gradients_explode"].run(TINY, ":memory:")
+    assert rnn["lengths"] == [5, 10, 20, 40, 80] and set(rnn["scales"]) == {0.5, 1.0, 3.0}
+    gain = np.array(rnn["0.5"]["first_input_gain"])
+    assert np.all(gain <= 0.5 ** (np.array(rnn["lengths"]) - 1.0) * (1 + 1e-6))   # |W_h| = 0.5, |tanh'| <= 1
+    assert rnn["3.0"]["param_grad"][-1] > 1e3 * rnn["3.0"]["param_grad"][0]
+    dc = BY_ID["dropconnect_keeps_expectation"].run(TINY, ":memory:")
+    assert dc["test_over_weights"] < 1e-6                  # test time is x (pW) + b
+    assert 0.5 * dc["final_predicted"] < dc["final"] < 2 * dc["final_predicted"]
+    assert len(dc["relative_error"]) == dc["masks"] == 4000
+    binary = BY_ID["multiclass_ce_extends_binary"].run(TINY, ":memory:")
+    assert binary["tolerance"] == 1e-12 and binary["worst"] < 1e-11    # float64 in the tests
+    init = BY_ID["init_matches_activation"].run(TINY, ":memory:")
+    assert len(init["relu_he_normal"]["stds"]) == 19
+    ratio = init["relu_glorot_normal"]["last_over_first"] / init["relu_glorot_theory"]
+    assert 0.5 < ratio < 2                                 # ReLU + Glorot: std x 2^(-1/2) per layer
+
+
+def test_tiny_convex_sweep_contracts_at_the_gradient_descent_rate():
+    from studies.claims import batch_and_sparse
+    m = BY_ID["gd_reaches_convex_minimum"].run(TINY, ":memory:")
+    d = np.array(m["distance"])
+    assert d.shape == (2, 1, 10) and m["steps"] == list(range(2, 21, 2))
+    x, _, _ = batch_and_sparse._convex_data()
+    design = np.concatenate([x, np.ones((x.shape[0], 1))], axis=1)
+    eig = np.linalg.eigvalsh(2 * design.T @ design / x.shape[0])   # Hessian of the MSE
+    rate = np.max(np.abs(1 - 0.1 * eig))                               # GD's contraction per step, lr 0.1
+    assert np.all(d[0, 0, 1:] <= d[0, 0, :-1] * rate ** 2 * (1 + 1e-9))  # two steps between evaluations
+    assert d[0, 0, -1] < 0.2 * d[0, 0, 0]

@@ -70,14 +70,18 @@ def all_claims() -> tuple[Claim, ...]:
     """Every claim, in table order (imported here so one module stays one topic)."""
     from studies.claims import (
         activations,
+        batch_and_sparse,
         capacity_and_curvature,
+        loss_definitions,
         losses_and_outputs,
         optimizers,
+        recurrent_and_capacity,
         regularisation,
         stochastic,
     )
-    claims = (*activations.CLAIMS, *losses_and_outputs.CLAIMS, *optimizers.CLAIMS, *stochastic.CLAIMS,
-              *regularisation.CLAIMS, *capacity_and_curvature.CLAIMS)
+    claims = (*activations.CLAIMS, *losses_and_outputs.CLAIMS, *loss_definitions.CLAIMS, *optimizers.CLAIMS, *stochastic.CLAIMS,
+              *regularisation.CLAIMS, *capacity_and_curvature.CLAIMS, *batch_and_sparse.CLAIMS,
+              *recurrent_and_capacity.CLAIMS)
     ids = [c.id for c in claims]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
