@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import os
 import re
 import sys
 import time
@@ -195,7 +196,26 @@ def _list(args) -> int:
     return 0
 
 
+def compilation_cache_dir(db) -> Path | None:
+    """Where ``lab run``/``lab plot`` keep compiled XLA programs (JAX's persistent compilation
+    cache), so a second run skips compilation: ``jax_cache/`` beside the results database,
+    or ``$LAB_COMPILATION_CACHE``; None (no cache) for an in-memory database or when that
+    variable is ``off``."""
+    chosen = os.environ.get("LAB_COMPILATION_CACHE", "")
+    if chosen.lower() == "off" or str(db) == ":memory:":
+        return None
+    return Path(chosen) if chosen else Path(db).parent / "jax_cache"
+
+
+def _use_compilation_cache(db) -> None:
+    folder = compilation_cache_dir(db)
+    if folder is not None:
+        import jax
+        jax.config.update("jax_compilation_cache_dir", str(folder))
+
+
 def _run(args) -> int:
+    _use_compilation_cache(args.db)
     names = _resolve(args.studies)
     explicit = "all" not in args.studies
     plans, failed = [], []
@@ -239,6 +259,7 @@ def _plot(args) -> int:
         raise UsageError("lab plot takes one study name, not 'all'")
     module = _import(name)
     config = make_config(module, quick=args.quick, settings=args.set)
+    _use_compilation_cache(args.db)
     try:
         results = module.load(config, store=args.db)
     except LookupError as err:

@@ -65,11 +65,15 @@ def test_list_shows_every_study_and_unavailable_ones(tiny, capsys):
     assert out[1].startswith("broken") and "unavailable: ModuleNotFoundError" in out[1]
 
 
-def test_real_registry_lists_learning_rate_and_momentum(capsys):
-    assert list(studies.STUDIES)[:2] == ["learning_rate", "momentum"]
+def test_real_registry_lists_every_study_and_each_imports(capsys):
+    assert list(studies.STUDIES) == ["learning_rate", "batch_size", "momentum", "newton", "edge_of_stability",
+                                     "optimizers", "claims"]
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "learning_rate  final loss vs learning rate" in out and "\nmomentum" in out
+    for name in studies.STUDIES:
+        module = studies.import_study(name)
+        assert f"{name}  " in out and module.DESCRIPTION in out
+        assert module.QUICK != module.FULL and callable(module.run) and callable(module.load)
 
 
 def test_run_plot_show_and_index(tiny, tmp_path, capsys):
@@ -140,3 +144,13 @@ def test_run_all_skips_broken_studies_and_reports_failure(tiny, tmp_path, capsys
     captured = capsys.readouterr()
     assert "tiny: wall time" in captured.out
     assert "skipping study 'broken' is unavailable" in captured.err and "failed: broken" in captured.err
+
+
+def test_compilation_cache_sits_beside_the_database_unless_turned_off(monkeypatch, tmp_path):
+    monkeypatch.delenv("LAB_COMPILATION_CACHE", raising=False)
+    assert cli.compilation_cache_dir(tmp_path / "r" / "lab.sqlite") == tmp_path / "r" / "jax_cache"
+    assert cli.compilation_cache_dir(":memory:") is None
+    monkeypatch.setenv("LAB_COMPILATION_CACHE", str(tmp_path / "elsewhere"))
+    assert cli.compilation_cache_dir("lab.sqlite") == tmp_path / "elsewhere"
+    monkeypatch.setenv("LAB_COMPILATION_CACHE", "off")
+    assert cli.compilation_cache_dir("lab.sqlite") is None
