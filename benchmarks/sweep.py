@@ -18,6 +18,10 @@ measured here.
     python benchmarks/sweep.py                 # 64 and 1,024 runs, 300 steps
     python benchmarks/sweep.py --reduced       # 64 and 256 runs, 60 steps: a quick look
     python benchmarks/sweep.py --host-devices 2  # split the CPU into 2 XLA devices
+    python benchmarks/sweep.py --runs 64 1024 10240 --steps 30 --repeats 1   # the 10,000-run check
+
+The last column of the engine table is the process's peak resident set size (ru_maxrss)
+after that sweep size ran, so a growth in memory with the number of runs shows there.
 
 The persistent compilation cache (``--cache``, default ``results/jax_cache``) lets a rerun
 skip XLA compilation; compile seconds are printed separately.
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -160,7 +165,8 @@ def main(argv=None) -> int:
                 timings.append((runs * steps / result.timings["run_seconds"], result.timings["compile_seconds"],
                                 time.perf_counter() - t0))
             rate, wall = max(r for r, _, _ in timings), timings[0][2]
-            rows.append((runs, result.execution["runs_per_device"]["0"], rate, timings[0][1], wall))
+            peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # KiB on Linux -> MiB
+            rows.append((runs, result.execution["runs_per_device"]["0"], rate, timings[0][1], wall, peak_rss))
             if runs == 64 and per_device == args.runs_per_device[0]:  # same configs as the subset
                 grid = result.axes["learning_rate"]
                 ours = np.asarray([result.final["train_loss"][grid.index(lr), s] for lr, s in subset])
@@ -168,15 +174,17 @@ def main(argv=None) -> int:
                 print(f"    check: mean training loss over the {steps} steps, engine vs (b), relative difference "
                       f"by lr: " + ", ".join(f"{lr:.0e}: {r:.0e}" for (lr, _), r in zip(subset, rel)), flush=True)
     print(f"\nbest of {args.repeats}; compile s and wall s (compile + run + store) are the first sweep's")
-    print("| runs | runs/device | engine run-steps/s | GFLOP/s | % of peak | vs (a) | vs (b) | compile s | wall s |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for runs, per_device, rate, compile_s, wall in rows:
+    print("| runs | runs/device | engine run-steps/s | GFLOP/s | % of peak | vs (a) | vs (b) | compile s | wall s "
+          "| peak RSS MiB |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for runs, per_device, rate, compile_s, wall, peak_rss in rows:
         gflops = rate * flops / 1e9
         print(f"| {runs} | {per_device} | {rate:,.0f} | {gflops:.1f} | {100 * gflops / peak:.0f}% | "
-              f"{rate / rate_a:.1f}x | {rate / rate_b:.1f}x | {compile_s:.1f} | {wall:.1f} |")
+              f"{rate / rate_a:.1f}x | {rate / rate_b:.1f}x | {compile_s:.1f} | {wall:.1f} | {peak_rss:,.0f} |")
     for name, rate in (("(a)", rate_a), ("(b)", rate_b), ("(c)", rate_c)):
         if rate is not None:
-            print(f"| {name} | - | {rate:,.0f} | {rate * flops / 1e9:.1f} | {100 * rate * flops / 1e9 / peak:.0f}% | | | | |")
+            print(f"| {name} | - | {rate:,.0f} | {rate * flops / 1e9:.1f} | {100 * rate * flops / 1e9 / peak:.0f}% "
+                  f"| | | | | |")
     return 0
 
 

@@ -70,6 +70,7 @@ import numpy as np
 from lab import data, losses, nets, optim, plotting, train
 from lab.store import Store
 from lab.sweep import Problem, Study, SweepSpec, run_sweep
+from studies.momentum import measured_rate  # noqa: F401  (the momentum study's rate reading, used below)
 
 DESCRIPTION = ("every lab.optim first-order optimizer plus Newton-CG and L-BFGS, learning rate tuned on a log "
                "grid, on a quadratic, Rosenbrock, a digits MLP and a spirals MLP")
@@ -469,25 +470,6 @@ def steps_to_target(curves, eval_steps, target: float) -> np.ndarray:
 def median_or_inf(values, axis=-1) -> np.ndarray:
     """Median over ``axis``, +inf counted as a value (so more than half inf gives inf)."""
     return np.median(np.asarray(values, np.float64), axis=axis)
-
-
-def measured_rate(distance, steps) -> np.ndarray:
-    """Per-step contraction of ``distance`` (last axis): ``exp`` of the least-squares slope of
-    its log over the later half of the evaluations above the float underflow floor; NaN where
-    fewer than two points are usable."""
-    distance = np.asarray(distance, np.float64)
-    steps = np.asarray(steps, np.float64)
-    floor = 1e6 * np.finfo(np.float32).tiny
-    flat = distance.reshape(-1, distance.shape[-1])
-    out = np.full(flat.shape[0], np.nan)
-    for i, d in enumerate(flat):
-        ok = np.flatnonzero(np.isfinite(d) & (d > floor))
-        if ok.size < 2:
-            continue
-        window = ok[ok >= ok[-1] // 2]
-        window = window if window.size >= 2 else ok[-2:]
-        out[i] = np.exp(np.polyfit(steps[window], np.log(d[window]), 1)[0])
-    return out.reshape(distance.shape[:-1])
 
 
 def gd_rate(lr: float, eigenvalues) -> float:

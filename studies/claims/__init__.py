@@ -21,8 +21,8 @@ The study contract (``studies/__init__.py``): ``DESCRIPTION``, ``Config`` with `
 from __future__ import annotations
 
 import dataclasses
-import os
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
