@@ -46,6 +46,13 @@ FLIPS = [
 ]
 
 
+FLIPS.append(("small_batches_fewer_epochs_more_seconds",
+              {"batches": [1, 512], "epochs": 3, "1": {"loss": [2.3, 0.2], "seconds_per_epoch": 0.5},
+               "512": {"loss": [2.3, 2.0], "seconds_per_epoch": 0.01}},
+              {"batches": [1, 512], "epochs": 3, "1": {"loss": [2.3, 0.2], "seconds_per_epoch": 0.02},
+               "512": {"loss": [2.3, 2.0], "seconds_per_epoch": 0.01}}, FAILS))
+
+
 @pytest.mark.parametrize("claim_id,supporting,contrary,expected", FLIPS, ids=[f[0] for f in FLIPS])
 def test_verdict_reads_the_measurement(claim_id, supporting, contrary, expected):
     verdict = BY_ID[claim_id].verdict
@@ -213,3 +220,15 @@ def test_tiny_convex_sweep_contracts_at_the_gradient_descent_rate():
     rate = np.max(np.abs(1 - 0.1 * eig))                               # GD's contraction per step, lr 0.1
     assert np.all(d[0, 0, 1:] <= d[0, 0, :-1] * rate ** 2 * (1 + 1e-9))  # two steps between evaluations
     assert d[0, 0, -1] < 0.2 * d[0, 0, 0]
+
+
+def test_epochs_vs_clock_measures_every_batch_size():
+    claim = BY_ID["small_batches_fewer_epochs_more_seconds"]
+    m = claim.run(TINY, ":memory:")
+    assert m["batches"] == [1, 32, 512] and m["epochs"] == 3
+    for b in m["batches"]:
+        assert len(m[str(b)]["loss"]) == 4 and m[str(b)]["seconds_per_epoch"] > 0
+    # same start for every batch size; 512 single-example updates per epoch beat one full-batch update
+    assert len({round(m[str(b)]["loss"][0], 6) for b in m["batches"]}) == 1
+    assert m["1"]["loss"][-1] < m["512"]["loss"][-1]
+    assert claim.verdict(m).verdict in (HOLDS, FAILS)
