@@ -155,27 +155,36 @@ def _command(name: str, args) -> str:
 # --------------------------------------------------------------------------- the figure index
 
 
-def index_section(name: str, module, command: str, paths, report: str, seconds: float) -> str:
-    """One study's section of the figure index (markdown, between marker comments)."""
+def index_section(name: str, module, command: str, paths, report: str, seconds: float, root=None) -> str:
+    """One study's section of the figure index (markdown, between marker comments); figure
+    links are relative to ``root``, the index's folder (the figures' own folder when None)."""
     described = getattr(module, "FIGURES", {})
     pngs = [Path(p) for p in paths if Path(p).suffix == ".png"]
     lines = [f"<!-- study: {name} -->", f"## {name}", "", getattr(module, "DESCRIPTION", ""), "",
              f"Made by `{command}` in {seconds:.0f} s on {datetime.date.today().isoformat()}.", "",
              "| figure | what it shows |", "|---|---|"]
     for png in pngs:
-        lines.append(f"| [{png.name}]({png.name}) | {described.get(png.stem, '(not described by the study)')} |")
+        link = png.name if root is None else Path(os.path.relpath(png, root)).as_posix()
+        lines.append(f"| [{png.name}]({link}) | {described.get(png.stem, '(not described by the study)')} |")
     lines += ["", "Measured against theory:", "", report.strip(), f"<!-- end: {name} -->", ""]
     return "\n".join(lines)
 
 
-def update_index(path: Path, name: str, section: str) -> None:
-    """Replace study ``name``'s section of the index at ``path`` (or append it)."""
+def update_index(path: Path, name: str, section: str, order=()) -> None:
+    """Replace study ``name``'s section of the index at ``path`` (or add it); sections are
+    then sorted by their study's place in ``order`` (names not in it last, as they were)."""
     text = path.read_text() if path.exists() else INDEX_HEADER
     pattern = re.compile(rf"<!-- study: {re.escape(name)} -->.*?<!-- end: {re.escape(name)} -->\n?", re.DOTALL)
     if pattern.search(text):
         text = pattern.sub(lambda _: section, text, count=1)
     else:
         text = text.rstrip("\n") + "\n\n" + section
+    sections = list(re.finditer(r"<!-- study: (\S+) -->.*?<!-- end: \1 -->\n?", text, re.DOTALL))
+    if sections:
+        head, tail = text[:sections[0].start()], text[sections[-1].end():]
+        rank = {n: i for i, n in enumerate(order)}
+        ordered = sorted(range(len(sections)), key=lambda i: (rank.get(sections[i].group(1), len(rank)), i))
+        text = head + "\n".join(sections[i].group(0).rstrip("\n") + "\n" for i in ordered) + tail
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
 
@@ -243,7 +252,7 @@ def _run(args) -> int:
         report = module.report(results)
         seconds = time.perf_counter() - t0
         update_index(out / "README.md", name, index_section(name, module, _command(name, args), paths, report,
-                                                            seconds))
+                                                            seconds, root=out), order=list(_registry()))
         print(report)
         print(f"figures: {', '.join(str(p) for p in paths if Path(p).suffix == '.png')}")
         print(f"{name}: wall time {seconds:.1f} s", flush=True)

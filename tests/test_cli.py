@@ -154,3 +154,16 @@ def test_compilation_cache_sits_beside_the_database_unless_turned_off(monkeypatc
     assert cli.compilation_cache_dir("lab.sqlite") == tmp_path / "elsewhere"
     monkeypatch.setenv("LAB_COMPILATION_CACHE", "off")
     assert cli.compilation_cache_dir("lab.sqlite") is None
+
+
+def test_index_sections_follow_the_registry_order_and_link_into_subfolders(tmp_path):
+    index = tmp_path / "README.md"
+    module = types.SimpleNamespace(DESCRIPTION="d", FIGURES={"x": "an x"})
+    for name in ("c", "a", "b"):
+        section = cli.index_section(name, module, f"lab run {name}", [tmp_path / "sub" / "x.png"], "| t |", 1.0,
+                                    root=tmp_path)
+        cli.update_index(index, name, section, order=["a", "b", "c"])
+    text = index.read_text()
+    assert [text.index(f"## {n}\n") for n in "abc"] == sorted(text.index(f"## {n}\n") for n in "abc")
+    assert text.count("## a\n") == 1 and "| [x.png](sub/x.png) | an x |" in text
+    assert text.startswith("# Figure index")

@@ -66,6 +66,14 @@ QUICK = Config(steps=300, seeds=3)
 FULL = Config()
 
 
+def __getattr__(name: str):
+    """``FIGURES`` (figure name -> what it shows, for the figure index) is built on first use
+    from the claims themselves, so importing this package stays cheap."""
+    if name == "FIGURES":
+        return {c.id: f"claim {c.id} ({c.topic}): {c.statement}" for c in all_claims()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def all_claims() -> tuple[Claim, ...]:
     """Every claim, in table order (imported here so one module stays one topic)."""
     from studies.claims import (
