@@ -11,7 +11,11 @@ run alone, so their percentage of peak bounds the engine's.
 """
 from __future__ import annotations
 
+import os
+import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 RUNS, BATCH = 32, 64
 LAYERS = ((64, 128), (128, 128), (128, 10))
@@ -34,7 +38,7 @@ def main() -> int:
     import jax.numpy as jnp
     import numpy as np
 
-    from benchmarks.machine import describe
+    from machine import describe
 
     rng = np.random.default_rng(0)
     square = jnp.asarray(rng.standard_normal((1024, 1024)), jnp.float32)
