@@ -82,6 +82,26 @@ def make_step(loss_fn: Callable, optimizer, *, with_stats: bool = False) -> Call
     return step
 
 
+def fit(loss: Callable, params, optimizer, steps: int):
+    """Full-batch training of ``loss(params) -> scalar`` (the data closed over) for ``steps``
+    updates, compiled as one ``lax.scan``; returns ``(params, values)``, ``values[t]`` the
+    loss before update ``t``.  Optimizers that take extra arguments get ``value``, ``grad``
+    and ``value_fn=loss`` as in :func:`make_step`."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    step = make_step(lambda p, x, y, key: loss(p), optimizer)
+
+    @jax.jit
+    def run(params):
+        def body(carry, _):
+            p, s, value = step(*carry, None, None, None)
+            return (p, s), value
+        (params, _), values = jax.lax.scan(body, (params, optimizer.init(params)), None, length=steps)
+        return params, values
+
+    return run(params)
+
+
 def train(loss_fn: Callable, params, optimizer, x, y, *, key, batch_size: int, epochs: int,
           callback: Callable | None = None) -> TrainResult:
     """Train ``params`` for ``epochs`` passes of shuffled mini-batches (without replacement).

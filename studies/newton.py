@@ -54,7 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from lab import curvature, data, losses, nets, optim, plotting
+from lab import curvature, data, losses, nets, optim, plotting, train
 from lab.store import Store
 from lab.sweep import Problem, Study, SweepSpec, classification_metrics, run_sweep
 
@@ -601,17 +601,7 @@ def spectrum(c: Config) -> dict:
     init = net.init(jax.random.fold_in(jax.random.key(0), 0), (-1, x.shape[1]), dtype=_float())[1]
     opt = optim.adam(c.spectrum_adam_lr)
 
-    @jax.jit
-    def train(params):
-        def body(carry, _):
-            p, s = carry
-            value, grad = jax.value_and_grad(loss)(p)
-            updates, s = opt.update(grad, s, p)
-            return (optim.apply_updates(p, updates), s), value
-        (p, _), values = jax.lax.scan(body, (params, opt.init(params)), None, length=c.spectrum_train_steps)
-        return p, values
-
-    trained, train_curve = train(init)
+    trained, train_curve = train.fit(loss, init, opt, c.spectrum_train_steps)
     p = int(ravel_pytree(init)[0].size)
     iters = min(c.spectrum_iters, p)
 

@@ -95,3 +95,14 @@ def test_make_step_gives_newton_methods_the_batch_loss():
     # a plain optax transform still gets the three-argument update
     w2, _, _ = train.make_step(loss, plain)(jnp.zeros(4), plain.init(jnp.zeros(4)), x, y, jax.random.key(0))
     assert float(loss(w2, x, y, None)) < float(before)
+
+
+def test_fit_trains_full_batch_and_refuses_no_steps():
+    a = jnp.diag(jnp.array([1.0, 0.1]))
+    loss = lambda w: 0.5 * w @ (a @ w)  # noqa: E731
+    w, values = train.fit(loss, jnp.ones(2), optim.sgd(1.0), 30)
+    # GD on a diagonal quadratic: each coordinate shrinks by (1 - lr lambda) per step
+    np.testing.assert_allclose(w, [0.0, 0.9 ** 30], atol=1e-12)
+    assert values.shape == (30,) and float(values[0]) == 0.5 * 1.1
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        train.fit(loss, jnp.ones(2), optim.sgd(1.0), 0)

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lab import data, losses, optim
+from lab import data, losses, train
 
 
 def key(i: int):
@@ -15,18 +15,9 @@ def key(i: int):
 
 
 def fit(loss, params, optimizer, steps: int):
-    """Full-batch training of ``loss(params)`` for ``steps`` updates in one scan; returns
-    (params, losses before each update as a NumPy array)."""
-    @jax.jit
-    def go(params):
-        def body(carry, _):
-            p, s = carry
-            value, g = jax.value_and_grad(loss)(p)
-            u, s = optimizer.update(g, s, p)
-            return (optim.apply_updates(p, u), s), value
-        (p, _), values = jax.lax.scan(body, (params, optimizer.init(params)), None, length=steps)
-        return p, values
-    p, values = go(params)
+    """Full-batch training of ``loss(params)`` for ``steps`` updates in one scan
+    (:func:`lab.train.fit`); returns (params, losses before each update as a NumPy array)."""
+    p, values = train.fit(loss, params, optimizer, steps)
     return p, np.asarray(values, dtype=np.float64)
 
 
