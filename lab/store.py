@@ -318,6 +318,13 @@ class Store:
 
     # ---------------------------------------------------------------- reading
 
+    def metric_names(self, sweep_id: int) -> list[str]:
+        """The metric names sweep ``sweep_id`` records, in order."""
+        row = self._conn.execute("SELECT metrics FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no sweep with id {sweep_id} in {self.path}")
+        return json.loads(row[0])
+
     def list_sweeps(self) -> list[dict]:
         """One summary dict per sweep, oldest first."""
         cols = ("id", "study", "fingerprint", "status", "started", "ended", "compile_seconds", "run_seconds")

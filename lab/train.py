@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lab import data
+from lab.optim.base import accepts_extra_args
 
 
 class TrainResult(NamedTuple):
@@ -42,30 +43,17 @@ def global_norm(tree) -> jax.Array:
     return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)).astype(dtype) for leaf in leaves))
 
 
-def takes_extra_args(optimizer) -> bool:
-    """Whether ``optimizer.update`` accepts optax's extra keyword arguments (``value``,
-    ``grad``, ``value_fn``): every :mod:`lab.optim` optimizer and every
-    ``optax.GradientTransformationExtraArgs`` does; a plain optax transform does not."""
-    from lab.optim.base import Optimizer
-    if isinstance(optimizer, Optimizer):
-        return True
-    try:
-        import optax
-    except ImportError:  # pragma: no cover - optax is a core dependency
-        return False
-    return isinstance(optimizer, optax.GradientTransformationExtraArgs)
-
-
 def make_step(loss_fn: Callable, optimizer, *, with_stats: bool = False) -> Callable:
     """The pure update step ``(params, opt_state, x, y, key) -> (params, opt_state, loss)``.
 
-    Optimizers that take extra arguments (:func:`takes_extra_args`) also get
+    Optimizers whose ``update`` takes ``**kwargs`` (every :mod:`lab.optim` optimizer and
+    optax's ``GradientTransformationExtraArgs``; :func:`lab.optim.base.accepts_extra_args`) also get
     ``value`` (the batch loss), ``grad`` and ``value_fn`` (the batch loss as a function of
     the parameters, same batch and key), so Newton-type methods and line searches work
     here; the others get ``update(grads, state, params)``.  With ``with_stats=True`` the
     third output is a :class:`StepStats` (loss, gradient norm, update norm) instead of the
     bare loss; the update itself is the same."""
-    extra_args = takes_extra_args(optimizer)
+    extra_args = accepts_extra_args(optimizer)
 
     def step(params, opt_state, x, y, key):
         loss, grads = jax.value_and_grad(loss_fn)(params, x, y, key)

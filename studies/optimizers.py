@@ -70,7 +70,7 @@ import numpy as np
 from lab import data, losses, nets, optim, plotting, train
 from lab.store import Store
 from lab.sweep import Problem, Study, SweepSpec, run_sweep
-from studies.momentum import measured_rate  # noqa: F401  (the momentum study's rate reading, used below)
+from studies.momentum import measured_rate  # the momentum study's rate reading
 
 DESCRIPTION = ("every lab.optim first-order optimizer plus Newton-CG and L-BFGS, learning rate tuned on a log "
                "grid, on a quadratic, Rosenbrock, a digits MLP and a spirals MLP")

@@ -90,6 +90,9 @@ def test_find_and_list_sweeps():
         assert db.load(study="toy").sweep_id == second
         with pytest.raises(KeyError, match="no sweep with id 99"):
             db.load(99)
+        assert db.metric_names(first) == ["train_loss", "eval_loss"]
+        with pytest.raises(KeyError, match="no sweep with id 99"):
+            db.metric_names(99)
         assert set(db.batches(first)) == {0, 1} and db.batches(first)[1][1].tolist() == [3, 4, 5]
 
 

@@ -171,13 +171,12 @@ def _merge_parts(plan, path: Path, parts: dict, count: int, devices) -> SweepRes
             raise ValueError(f"the parts of the sweep cut runs into batches differently ({[e['runs_per_device'] for e in executions]}); "
                              f"give SweepSpec(runs_per_device=...) so every process uses the same batches")
         with Store(path) as db:
-            head = sources[0].load(parts[0])
             sweep_id = db.create_sweep(
                 study=plan.study, fingerprint=plan.fingerprint, config=plan.config,
                 execution={"runs_per_device": per_device, "chunk_steps": executions[0]["chunk_steps"],
                            "devices": sum(e["devices"] for e in executions), "process_count": count,
                            "parts": {str(i): parts[i] for i in range(count)}},
-                environment={**_environment(devices), "process_count": count}, metrics=list(head.curves),
+                environment={**_environment(devices), "process_count": count}, metrics=sources[0].metric_names(parts[0]),
                 runs=_batch_rows(plan, per_device))
             compile_seconds = run_seconds = 0.0
             for i, src in enumerate(sources):
