@@ -17,8 +17,13 @@ measured here.
 
     python benchmarks/sweep.py                 # 64 and 1,024 runs, 300 steps
     python benchmarks/sweep.py --reduced       # 64 and 256 runs, 60 steps: a quick look
-    python benchmarks/sweep.py --host-devices 2  # split the CPU into 2 XLA devices
+    python benchmarks/sweep.py --devices 1     # the engine on one XLA device only
     python benchmarks/sweep.py --runs 64 1024 10240 --steps 30 --repeats 1   # the 10,000-run check
+
+On a CPU the process is split into one XLA device per core (:func:`lab.sweep.use_cpu_cores`,
+as the ``lab`` command does; ``--host-devices`` chooses another count) and the engine is timed
+on the first ``k`` devices for each ``k`` in ``--devices`` (default: 1 and all of them), so the
+gain from sharding the runs over the cores is a ratio taken in one process.
 
 The last column of the engine table is the process's peak resident set size (ru_maxrss)
 after that sweep size ran, so a growth in memory with the number of runs shows there.
@@ -45,7 +50,8 @@ def parse(argv):
     p.add_argument("--steps", type=int, help="steps per run (default 300, 60 reduced)")
     p.add_argument("--subset", type=int, default=8, help="configs timed for (a), (b), (c)")
     p.add_argument("--runs-per-device", type=int, nargs="*", default=[0], help="engine batch sizes to try (0 = auto)")
-    p.add_argument("--host-devices", type=int, default=1, help="XLA CPU devices to split the host into")
+    p.add_argument("--host-devices", type=int, default=0, help="XLA CPU devices to split the host into (0 = one per core)")
+    p.add_argument("--devices", type=int, nargs="*", help="engine device counts to time (default: 1 and all)")
     p.add_argument("--cache", default="results/jax_cache", help="persistent compilation cache ('' = off)")
     p.add_argument("--repeats", type=int, default=2, help="timings of (b) and (d) to take the best of")
     return p.parse_args(argv)
@@ -53,17 +59,16 @@ def parse(argv):
 
 def main(argv=None) -> int:
     args = parse(argv)
-    if args.host_devices > 1:  # must precede the first jax import
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                                   f" --xla_force_host_platform_device_count={args.host_devices}").strip()
     import jax
     import jax.numpy as jnp
     import numpy as np
     import optax
 
     from lab import losses, nets, optim, train
-    from lab.sweep import Problem, Study, SweepSpec, run_sweep
+    from lab.sweep import Problem, Study, SweepSpec, run_sweep, use_cpu_cores
     from lab.sweep import program as prog
+
+    use_cpu_cores(args.host_devices or None)   # before any computation
 
     if args.cache:
         Path(args.cache).mkdir(parents=True, exist_ok=True)
@@ -153,38 +158,41 @@ def main(argv=None) -> int:
 
     # ------------------------------------------------------------------ (d)
     rows = []
-    for runs in sizes:
-        for per_device in args.runs_per_device:
-            spec = SweepSpec(study, {"learning_rate": [lr for lr, _ in configs(runs)[::seeds]]}, seeds=seeds,
-                             steps=steps, eval_every=steps, chunk_steps=steps, divergence_factor=float("inf"),
-                             runs_per_device=per_device or None)
-            timings = []
-            for _ in range(args.repeats):  # the first compiles (or loads from the cache); later ones reuse it
-                t0 = time.perf_counter()
-                result = run_sweep(spec, store=":memory:", progress=False)
-                timings.append((runs * steps / result.timings["run_seconds"], result.timings["compile_seconds"],
-                                time.perf_counter() - t0))
-            rate, wall = max(r for r, _, _ in timings), timings[0][2]
-            peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # KiB on Linux -> MiB
-            rows.append((runs, result.execution["runs_per_device"]["0"], rate, timings[0][1], wall, peak_rss))
-            if runs == 64 and per_device == args.runs_per_device[0]:  # same configs as the subset
-                grid = result.axes["learning_rate"]
-                ours = np.asarray([result.final["train_loss"][grid.index(lr), s] for lr, s in subset])
-                rel = np.abs(ours - np.asarray(mean_b)) / np.abs(mean_b)
-                print(f"    check: mean training loss over the {steps} steps, engine vs (b), relative difference "
-                      f"by lr: " + ", ".join(f"{lr:.0e}: {r:.0e}" for (lr, _), r in zip(subset, rel)), flush=True)
+    device_counts = sorted(set(args.devices or [1, len(jax.local_devices())]))
+    for runs, count, per_device in ((r, c, p) for r in sizes for c in device_counts for p in args.runs_per_device):
+        if count > len(jax.local_devices()):
+            raise SystemExit(f"--devices {count}: this process has {len(jax.local_devices())} devices")
+        spec = SweepSpec(study, {"learning_rate": [lr for lr, _ in configs(runs)[::seeds]]}, seeds=seeds,
+                         steps=steps, eval_every=steps, chunk_steps=steps, divergence_factor=float("inf"),
+                         runs_per_device=per_device or None)
+        timings = []
+        for _ in range(args.repeats):  # the first compiles (or loads from the cache); later ones reuse it
+            t0 = time.perf_counter()
+            result = run_sweep(spec, store=":memory:", progress=False, devices=jax.local_devices()[:count])
+            timings.append((runs * steps / result.timings["run_seconds"], result.timings["compile_seconds"],
+                            time.perf_counter() - t0))
+        rate, wall = max(r for r, _, _ in timings), timings[0][2]
+        peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # KiB on Linux -> MiB
+        rows.append((runs, count, result.execution["runs_per_device"]["0"], rate, timings[0][1], wall, peak_rss))
+        if runs == 64 and count == device_counts[-1] and per_device == args.runs_per_device[0]:  # the subset's configs
+            grid = result.axes["learning_rate"]
+            ours = np.asarray([result.final["train_loss"][grid.index(lr), s] for lr, s in subset])
+            rel = np.abs(ours - np.asarray(mean_b)) / np.abs(mean_b)
+            print(f"    check: mean training loss over the {steps} steps, engine vs (b), relative difference "
+                  f"by lr: " + ", ".join(f"{lr:.0e}: {r:.0e}" for (lr, _), r in zip(subset, rel)), flush=True)
     print(f"\nbest of {args.repeats}; compile s and wall s (compile + run + store) are the first sweep's")
-    print("| runs | runs/device | engine run-steps/s | GFLOP/s | % of peak | vs (a) | vs (b) | compile s | wall s "
-          "| peak RSS MiB |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for runs, per_device, rate, compile_s, wall, peak_rss in rows:
+    print("| runs | devices | runs/device | engine run-steps/s | GFLOP/s | % of peak | vs (a) | vs (b) | vs (c) "
+          "| compile s | wall s | peak RSS MiB |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for runs, count, per_device, rate, compile_s, wall, peak_rss in rows:
         gflops = rate * flops / 1e9
-        print(f"| {runs} | {per_device} | {rate:,.0f} | {gflops:.1f} | {100 * gflops / peak:.0f}% | "
-              f"{rate / rate_a:.1f}x | {rate / rate_b:.1f}x | {compile_s:.1f} | {wall:.1f} | {peak_rss:,.0f} |")
+        vs_c = "-" if rate_c is None else f"{rate / rate_c:.1f}x"
+        print(f"| {runs} | {count} | {per_device} | {rate:,.0f} | {gflops:.1f} | {100 * gflops / peak:.0f}% | "
+              f"{rate / rate_a:.1f}x | {rate / rate_b:.1f}x | {vs_c} | {compile_s:.1f} | {wall:.1f} | {peak_rss:,.0f} |")
     for name, rate in (("(a)", rate_a), ("(b)", rate_b), ("(c)", rate_c)):
         if rate is not None:
-            print(f"| {name} | - | {rate:,.0f} | {rate * flops / 1e9:.1f} | {100 * rate * flops / 1e9 / peak:.0f}% "
-                  f"| | | | | |")
+            print(f"| {name} | 1 | - | {rate:,.0f} | {rate * flops / 1e9:.1f} | {100 * rate * flops / 1e9 / peak:.0f}% "
+                  f"| | | | | | |")
     return 0
 
 

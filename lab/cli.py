@@ -13,6 +13,9 @@
 ``--set`` overrides one config field (repeatable; tuples as comma-separated values).
 Usage errors (unknown study, bad ``--set`` key or value) exit with status 2.
 The figure index ``OUT/README.md`` keeps one section per study, rewritten on each run.
+On a CPU-only machine the command splits the CPU into one XLA device per core before any
+computation (:func:`lab.sweep.use_cpu_cores`), so sweeps use every core;
+``LAB_CPU_DEVICES=N`` chooses another count (``1``: a single device, as plain JAX).
 """
 from __future__ import annotations
 
@@ -345,6 +348,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def cpu_devices_wanted() -> int | None:
+    """``$LAB_CPU_DEVICES`` as a device count, or None (one per core) when unset."""
+    chosen = os.environ.get("LAB_CPU_DEVICES", "").strip()
+    if not chosen:
+        return None
+    if not chosen.isdigit() or int(chosen) < 1:
+        raise UsageError(f"LAB_CPU_DEVICES must be a positive whole number of CPU devices, got {chosen!r}")
+    return int(chosen)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -354,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo" and args.epochs < 1:
         parser.error(f"--epochs must be >= 1, got {args.epochs}")  # SystemExit(2), as before
     try:
+        from lab.sweep import use_cpu_cores
+        use_cpu_cores(cpu_devices_wanted())   # before any JAX computation; a no-op when too late
         return args.func(args)
     except UsageError as err:
         print(f"lab: error: {err}", file=sys.stderr)

@@ -146,7 +146,7 @@ class Config:
     net_optimizers: tuple[str, ...] = ALL_OPTIMIZERS  # on the digits and spirals MLPs
     problems: tuple[str, ...] = PROBLEMS        # which of the four problems to run
     lr_points: int = 6                          # learning rates per optimizer, geometric (6 x 5 seeds = 30
-                                                #   runs: one vmapped batch, the CPU cap is 32)
+                                                #   runs: two vmapped batches of at most 16 on a CPU)
     lr_decades: float = 4.0                     # decades the grid spans, centred on the family's centre
     seeds: int = 5                              # seeds per (optimizer, learning rate)
     # --- quadratic

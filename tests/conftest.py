@@ -8,12 +8,16 @@
 * ``lab run`` called from tests keeps no persistent compilation cache
   (``LAB_COMPILATION_CACHE=off``): a cache in a deleted temporary folder would outlive
   the test that chose it, since JAX sets its cache up once per process.
+* ``lab`` called from tests keeps JAX's single CPU device (``LAB_CPU_DEVICES=1``), so
+  the test that happens to start JAX in a worker does not split the CPU for the rest;
+  the sharded path has tests of its own.
 """
 import os
 
 import jax
 
 os.environ["LAB_COMPILATION_CACHE"] = "off"
+os.environ["LAB_CPU_DEVICES"] = "1"
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_dtype_promotion", "strict")

@@ -167,3 +167,46 @@ def test_index_sections_follow_the_registry_order_and_link_into_subfolders(tmp_p
     assert [text.index(f"## {n}\n") for n in "abc"] == sorted(text.index(f"## {n}\n") for n in "abc")
     assert text.count("## a\n") == 1 and "| [x.png](sub/x.png) | an x |" in text
     assert text.startswith("# Figure index")
+
+
+def _child_devices(tmp_path, code, **env):
+    """Run ``code`` in a fresh interpreter (JAX not yet started) and return its last stdout line."""
+    import os
+    import subprocess
+    environ = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "LAB_CPU_DEVICES")}
+    environ.update(env)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environ,
+                          cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_lab_command_splits_the_cpu_into_one_device_per_core_or_as_told(tmp_path):
+    import os
+    code = "import jax; from lab import cli; rc = cli.main(['list']); print(rc, jax.local_device_count())"
+    cores = len(os.sched_getaffinity(0))
+    assert _child_devices(tmp_path, code) == f"0 {cores}"
+    assert _child_devices(tmp_path, code, LAB_CPU_DEVICES="3") == "0 3"
+    # an explicit XLA_FLAGS device count wins over the default
+    assert _child_devices(tmp_path, code, XLA_FLAGS="--xla_force_host_platform_device_count=5") == "0 5"
+    # the library call alone: it reports what it set, and None when the flags already chose
+    lib = "from lab.sweep import use_cpu_cores; n = use_cpu_cores(2); import jax; print(n, jax.local_device_count())"
+    assert _child_devices(tmp_path, lib) == "2 2"
+    assert _child_devices(tmp_path, lib, XLA_FLAGS="--xla_force_host_platform_device_count=4") == "None 4"
+
+
+def test_use_cpu_cores_is_a_no_op_once_jax_has_started_and_refuses_zero():
+    import jax
+
+    from lab.sweep import use_cpu_cores
+    before = jax.local_device_count()
+    assert use_cpu_cores(7) is None and jax.local_device_count() == before
+    with pytest.raises(ValueError, match="positive number of CPU devices"):
+        use_cpu_cores(0)
+
+
+@pytest.mark.parametrize("value", ["zero", "0", "-2", "1.5"])
+def test_a_bad_lab_cpu_devices_value_exits_2_naming_it(monkeypatch, capsys, value):
+    monkeypatch.setenv("LAB_CPU_DEVICES", value)
+    assert cli.main(["list"]) == 2
+    assert f"LAB_CPU_DEVICES must be a positive whole number of CPU devices, got {value!r}" in capsys.readouterr().err

@@ -100,7 +100,7 @@ def test_batch_schedule_depends_only_on_seed_and_step():
 
 def test_runs_per_device_follows_memory_and_cap():
     cpu = jax.devices("cpu")[0]
-    assert prog.runs_per_device(1000, cpu) == 32                 # CPU cap
+    assert prog.runs_per_device(1000, cpu) == 16                 # CPU cap
     assert prog.runs_per_device(1000, cpu, cap=10_000) == 10_000
     assert prog.runs_per_device(2 ** 28, cpu, cap=10_000) == 4   # 1 GiB budget / 256 MiB per run
     assert prog.runs_per_device(2 ** 40, cpu) == 1               # never zero
@@ -118,10 +118,10 @@ def test_large_grids_are_cut_into_device_sized_batches():
     plan = plan_sweep(big)                                        # 2 groups of 100 runs
     problems = [STUDY.make_problem(g.static) for g in plan.groups]
     per_device = engine._choose_runs_per_device(big, plan, problems, jax.devices("cpu")[0])
-    assert per_device == {"0": 32, "1": 32}                       # CPU cap; far below the memory budget
+    assert per_device == {"0": 16, "1": 16}                       # CPU cap; far below the memory budget
     rows = list(engine._batch_rows(plan, per_device))
     sizes = np.bincount([batch for _, _, batch, _, _ in rows])
-    assert sizes.tolist() == [32, 32, 32, 4] * 2                  # batches never mix groups
+    assert sizes.tolist() == [16] * 6 + [4] + [16] * 6 + [4]                  # batches never mix groups
     assert [r[0] for r in rows] == sorted(r[0] for r in rows if r[1] == 0) + sorted(r[0] for r in rows if r[1] == 1)
     # up to one batch per device in a call, and only batches resuming from the same step share one
     assert engine._calls([(0, 0), (0, 1), (0, 2), (20, 3)], 2) == [[0, 1], [2], [3]]

@@ -27,6 +27,9 @@ The model::
   others continue bit for bit as if it were not there.
 * Runs are sharded over ``jax.local_devices()`` (a one-axis ``Mesh`` named ``runs``)
   in batches of ``runs_per_device`` per device, chosen from a memory estimate unless given.
+  On a CPU-only machine JAX makes one device; call :func:`use_cpu_cores` first thing
+  (the ``lab`` command does) to get one device per core: XLA computes one device's
+  small matmuls on about one core, so this is what puts every core to work.
 * Results go to :mod:`lab.store`; a finished sweep is never rerun unless ``rerun=True``,
   and an interrupted one resumes from its last committed chunk with identical results.
 
@@ -42,9 +45,9 @@ database and every process returns the whole sweep (``run_sweep(process=(i, n))`
 ``jax.distributed``).  The merged results equal a one-process run bit for bit.
 """
 from lab.store import SweepResult
-from lab.sweep.engine import run_sweep
+from lab.sweep.engine import run_sweep, use_cpu_cores
 from lab.sweep.program import TRAIN_METRICS
 from lab.sweep.spec import Group, Plan, Problem, Study, SweepSpec, classification_metrics, plan_sweep
 
 __all__ = ["Problem", "Study", "SweepSpec", "Plan", "Group", "plan_sweep", "classification_metrics", "run_sweep", "SweepResult",
-           "TRAIN_METRICS"]
+           "TRAIN_METRICS", "use_cpu_cores"]

@@ -14,6 +14,7 @@ with the batch plan it was started with; ``rerun=True`` starts a fresh copy.
 """
 from __future__ import annotations
 
+import os
 import platform
 import sqlite3
 import subprocess
@@ -91,6 +92,30 @@ def _run_here(spec, plan, db, devices, progress, rerun, on_chunk, share=None) ->
         sweep_id, per_device = found["id"], found["execution"]["runs_per_device"]
     _execute(spec, plan, problems, db, sweep_id, per_device, devices, progress, on_chunk, share)
     return db.load(sweep_id)
+
+
+def use_cpu_cores(count: int | None = None) -> int | None:
+    """Split the CPU into ``count`` XLA devices (default: the cores this process may use),
+    so that a sweep on a CPU-only machine shards its runs over every core.
+
+    XLA runs one device's program on about one core at the engine's shapes (its small
+    batched matmuls are not spread over threads), so a single CPU device leaves the other
+    cores idle; with one device per core the runs are sharded across them.  Large single
+    operations still use every core.  This must run before JAX computes anything; it
+    returns the device count it set, or None when it could not: JAX's backends were
+    already started, or ``XLA_FLAGS`` already chooses ``xla_force_host_platform_device_count``.
+    Numbers do not depend on the device count (``runs_per_device`` does not follow it)."""
+    if count is None:
+        count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if int(count) < 1:
+        raise ValueError(f"count must be a positive number of CPU devices, got {count!r}")
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return None
+    try:
+        jax.config.update("jax_num_cpu_devices", int(count))
+    except RuntimeError:   # backends already initialised: too late in this process
+        return None
+    return int(count)
 
 
 # --------------------------------------------------------------------------- several processes

@@ -149,10 +149,11 @@ def device_memory_budget(device) -> int:
 
 def runs_per_device(run_bytes: int, device, *, cap: int | None = None) -> int:
     """How many runs one device computes at once: as many as fit the memory budget,
-    at most ``cap`` (CPU default 32: bigger vmapped batches get slower per run on CPU
-    caches; accelerators default 4096)."""
+    at most ``cap`` (CPU default 16: bigger vmapped batches get slower per run as they
+    outgrow a core's caches, the more so when every core runs a device; accelerators
+    default 4096)."""
     if cap is None:
-        cap = 32 if device.platform == "cpu" else 4096
+        cap = 16 if device.platform == "cpu" else 4096
     return int(max(1, min(cap, device_memory_budget(device) // max(run_bytes, 1))))
 
 
