@@ -29,7 +29,9 @@ The model::
   in batches of ``runs_per_device`` per device, chosen from a memory estimate unless given.
   On a CPU-only machine JAX makes one device; call :func:`use_cpu_cores` first thing
   (the ``lab`` command does) to get one device per core: XLA computes one device's
-  small matmuls on about one core, so this is what puts every core to work.
+  small matmuls on about one core, so this is what puts every core to work.  A group
+  whose program calls a CPU linear-algebra kernel (LAPACK) runs on one of them
+  (:func:`lab.sweep.program.build_program` says why).
 * Results go to :mod:`lab.store`; a finished sweep is never rerun unless ``rerun=True``,
   and an interrupted one resumes from its last committed chunk with identical results.
 

@@ -104,7 +104,9 @@ def use_cpu_cores(count: int | None = None) -> int | None:
     operations still use every core.  This must run before JAX computes anything; it
     returns the device count it set, or None when it could not: JAX's backends were
     already started, or ``XLA_FLAGS`` already chooses ``xla_force_host_platform_device_count``.
-    Numbers do not depend on the device count (``runs_per_device`` does not follow it)."""
+    Numbers do not depend on the device count (``runs_per_device`` does not follow it).
+    A group whose program calls a CPU linear-algebra kernel runs on one device (see
+    :func:`lab.sweep.program.build_program`)."""
     if count is None:
         count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if int(count) < 1:
@@ -328,7 +330,7 @@ def _execute(spec, plan, problems, db, sweep_id, per_device, devices, progress, 
             compile_seconds += program.compile_seconds
             data = jax.device_put(prog.problem_data(problem), program.replicated)
             t = time.perf_counter()
-            for call in _calls(mine, len(devices)):
+            for call in _calls(mine, program.device_count):
                 diverged_total += _run_call(spec, plan, db, sweep_id, program, data, group.index,
                                             [(b, pending[b][1], starts[b]) for b in call],
                                             per_device[str(group.index)], bar, diverged_total, on_chunk)

@@ -38,6 +38,7 @@ import functools
 import hashlib
 import math
 import os
+import re
 import time
 from typing import Any, Callable, NamedTuple
 
@@ -71,7 +72,8 @@ class Program(NamedTuple):
     state_shapes: Any         # RunState of ShapeDtypeStruct (packed), batch axis first
     run_sharding: NamedSharding
     replicated: NamedSharding
-    runs: int                 # runs per call: runs_per_device * devices
+    runs: int                 # runs per call: runs_per_device * device_count
+    device_count: int         # devices the program runs on (see build_program on CPU kernels)
     schedule_shape: tuple     # (seeds, steps, batch_size) of the schedule argument
     compile_seconds: float
 
@@ -240,7 +242,9 @@ def build_program(problem: Problem, make_optimizer, static: dict, dynamic: tuple
                   sharpness_iters: int = 0, sharpness_batch: int = 256) -> Program:
     """Trace, lower and compile the group's program once, for ``runs_per_dev * len(devices)``
     runs whose mini-batches come from ``schedule_rows`` distinct seeds at most.  A program
-    whose lowered text was compiled before in this process is taken from a small cache."""
+    whose lowered text was compiled before in this process is taken from a small cache.
+    On several CPU devices, a program that calls a host kernel (:func:`host_kernels`:
+    LAPACK's eigh, solve, ...) is built for the first device only (``device_count`` 1)."""
 
     init, chunk, evaluate = _per_run_functions(problem, make_optimizer, static, dynamic,
                                                steps=steps, every=every, blocks=blocks,
@@ -276,7 +280,16 @@ def build_program(problem: Problem, make_optimizer, static: dict, dynamic: tuple
     schedule_shape = sds((schedule_rows, blocks * every, int(static["batch_size"])), jnp.int32, replicated)
     lowered = jitted.lower(state_shapes, hp_shape, seed_shape, sds((runs,), jnp.int32, run_sharding),
                            schedule_shape, data_shapes, scalar(jnp.int32), scalar(jnp.bool_), scalar(float_dtype))
-    key = hashlib.sha256(lowered.as_text().encode()).hexdigest() + repr([d.id for d in devices])
+    text = lowered.as_text()
+    if len(devices) > 1 and devices[0].platform == "cpu" and host_kernels(text):
+        # jaxlib's CPU linear-algebra kernels split a batch over XLA's CPU thread pool and
+        # block until it is done; when every pool thread is running one device's share of
+        # this program, nothing is left to do that work and the call never returns (seen
+        # with a batched eigh on 2 devices of a 2-core CPU).  Such programs run on one device.
+        return build_program(problem, make_optimizer, static, dynamic, steps=steps, every=every, blocks=blocks,
+                             runs_per_dev=runs_per_dev, devices=devices[:1], schedule_rows=schedule_rows,
+                             sharpness_iters=sharpness_iters, sharpness_batch=sharpness_batch)
+    key = hashlib.sha256(text.encode()).hexdigest() + repr([d.id for d in devices])
     compiled = _COMPILED.get(key)
     if compiled is None:
         compiled = _COMPILED[key] = lowered.compile()
@@ -284,8 +297,17 @@ def build_program(problem: Problem, make_optimizer, static: dict, dynamic: tuple
             _COMPILED.pop(next(iter(_COMPILED)))
     compile_seconds = time.perf_counter() - t
     metric_shapes = compiled.out_info[1]
-    return Program(compiled, tuple(metric_shapes), state_shapes, run_sharding, replicated, runs,
+    return Program(compiled, tuple(metric_shapes), state_shapes, run_sharding, replicated, runs, len(devices),
                    schedule_shape.shape, compile_seconds)
+
+
+# Custom calls that only annotate sharding; every other custom call is a host kernel.
+_SHARDING_CALLS = {"Sharding", "SPMDFullToShardShape", "SPMDShardToFullShape", "MoveToHost", "MoveToDevice"}
+
+
+def host_kernels(lowered_text: str) -> set:
+    """Names of the custom-call kernels (LAPACK and the like) in a lowered program's text."""
+    return set(re.findall(r"custom_call @([\w.$-]+)", lowered_text)) - _SHARDING_CALLS
 
 
 def problem_data(problem: Problem) -> tuple:

@@ -1,0 +1,53 @@
+"""Sweeps over several CPU devices (``lab.sweep.use_cpu_cores``): a program that calls a
+CPU linear-algebra kernel runs on one device, since jaxlib's batched LAPACK kernels wait on
+XLA's CPU thread pool and hang when every pool thread runs a device's share (a batched eigh
+on 2 devices of a 2-core CPU never returned)."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+
+from lab.sweep.program import host_kernels
+
+CHILD = textwrap.dedent("""
+    import numpy as np
+    from lab.sweep import use_cpu_cores
+    assert use_cpu_cores(2) == 2
+    import jax, jax.numpy as jnp
+    from lab import optim
+    from lab.sweep import Problem, Study, SweepSpec, run_sweep
+    rng = np.random.RandomState(0)
+    X = rng.randn(64, 40).astype(np.float32)
+    Y = (X @ rng.randn(40)).astype(np.float32)
+    loss = lambda p, xb, yb, key: 0.5 * jnp.mean(jnp.square(xb @ p["w"] - yb))
+    study = Study("ls", lambda s: Problem(lambda key: {"w": jnp.zeros(40, jnp.float32)}, loss, X, Y),
+                  lambda c: optim.sgd(c["learning_rate"]), hyperparameters={"learning_rate": 0.01},
+                  static={"batch_size": 16})
+    spec = SweepSpec(study, {"learning_rate": list(np.geomspace(1e-3, 1e-1, 8))}, seeds=4, steps=4, eval_every=2,
+                     chunk_steps=4, sharpness_iters=30, runs_per_device=16)
+    both = run_sweep(spec, store=":memory:", progress=False)             # 32 runs: a batched eigh per device
+    one = run_sweep(spec, store=":memory:", progress=False, devices=jax.local_devices()[:1])
+    for name in both.curves:
+        np.testing.assert_array_equal(both.curves[name], one.curves[name], err_msg=name)
+    print("sharpness", float(np.median(both.curves["sharpness"])))
+""")
+
+
+def test_a_sweep_with_a_batched_eigh_finishes_on_two_cpu_devices_with_one_device_numbers(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "LAB_CPU_DEVICES")}
+    done = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=240)   # the hang this guards against never returns
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout.split()[-1]) > 0.0                  # a top Hessian eigenvalue was measured
+
+
+def test_host_kernels_names_the_custom_calls_of_a_lowered_program():
+    cpu = jax.devices("cpu")[0]
+    with jax.default_device(cpu):
+        eigh = jax.jit(jnp.linalg.eigh).lower(jnp.ones((4, 3, 3), jnp.float32)).as_text()
+        plain = jax.jit(lambda a: jnp.tanh(a) @ a).lower(jnp.ones((3, 3), jnp.float32)).as_text()
+    assert host_kernels(eigh) == {"lapack_ssyevd_ffi"}
+    assert host_kernels(plain) == set()
