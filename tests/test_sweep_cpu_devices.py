@@ -51,3 +51,30 @@ def test_host_kernels_names_the_custom_calls_of_a_lowered_program():
         plain = jax.jit(lambda a: jnp.tanh(a) @ a).lower(jnp.ones((3, 3), jnp.float32)).as_text()
     assert host_kernels(eigh) == {"lapack_ssyevd_ffi"}
     assert host_kernels(plain) == set()
+
+
+COUNTS = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {root!r})
+    from lab.sweep import use_cpu_cores
+    assert use_cpu_cores(2) == 2
+    from lab.sweep import program as prog, run_sweep
+    from tests.sweep_problem import spec
+    used, build = [], prog.build_program
+    def counting(*args, devices, **kwargs):
+        used.append(len(devices))
+        return build(*args, devices=devices, **kwargs)
+    prog.build_program = counting
+    run_sweep(spec({{"learning_rate": [0.03, 0.1]}}), store=":memory:", progress=False)             # 4 runs: 1 batch
+    run_sweep(spec({{"learning_rate": [0.01, 0.03, 0.1, 0.3]}}), store=":memory:", progress=False)  # 8 runs: 2 batches
+    print(*used)
+""")
+
+
+def test_a_group_uses_no_more_cpu_devices_than_it_has_batches(tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "LAB_CPU_DEVICES")}
+    done = subprocess.run([sys.executable, "-c", COUNTS.format(root=root)], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=240)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "2"]

@@ -322,10 +322,13 @@ def _execute(spec, plan, problems, db, sweep_id, per_device, devices, progress, 
             mine = sorted((starts[b][0], b) for b, v in pending.items() if v[0] == group.index)
             if not mine:
                 continue
+            # no more devices than batches: an idle device would compute a padded copy (numbers
+            # do not depend on the device count, and a smaller mesh compiles faster)
+            used = devices[:min(len(devices), len(mine))]
             program = prog.build_program(problem, spec.study.make_optimizer, group.static, plan.dynamic,
                                          steps=steps, every=every, blocks=blocks,
-                                         runs_per_dev=per_device[str(group.index)], devices=devices,
-                                         schedule_rows=_schedule_rows(plan, per_device[str(group.index)] * len(devices)),
+                                         runs_per_dev=per_device[str(group.index)], devices=used,
+                                         schedule_rows=_schedule_rows(plan, per_device[str(group.index)] * len(used)),
                                          sharpness_iters=spec.sharpness_iters, sharpness_batch=spec.sharpness_batch)
             compile_seconds += program.compile_seconds
             data = jax.device_put(prog.problem_data(problem), program.replicated)
