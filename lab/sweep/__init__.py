@@ -36,8 +36,10 @@ The model::
   and an interrupted one resumes from its last committed chunk with identical results.
 
 Determinism: per-run randomness comes only from (seed, step); on CPU a run's numbers are
-bitwise the same whatever the chunking, grid layout or device count, at a fixed
-``runs_per_device`` (which is recorded and reused on resume).
+bitwise the same whatever the chunking or grid layout, at a fixed ``runs_per_device``
+(which is recorded and reused on resume) and device count (recorded too).  Across device
+counts the bits agree on the test problem, but one problem (Adam, full batch, tanh MLP)
+differed at float32 rounding between 1 and 2 CPU devices; the cause is not yet known.
 
 Several processes or hosts: call ``jax.distributed.initialize()`` in every process (e.g.
 one per node under SLURM: ``srun python sweep.py``) and give them one database path on a

@@ -104,7 +104,8 @@ def use_cpu_cores(count: int | None = None) -> int | None:
     operations still use every core.  This must run before JAX computes anything; it
     returns the device count it set, or None when it could not: JAX's backends were
     already started, or ``XLA_FLAGS`` already chooses ``xla_force_host_platform_device_count``.
-    Numbers do not depend on the device count (``runs_per_device`` does not follow it).
+    ``runs_per_device`` does not follow the device count, but results can still differ at
+    float32 rounding between device counts (see :mod:`lab.sweep`, Determinism).
     A group whose program calls a CPU linear-algebra kernel runs on one device (see
     :func:`lab.sweep.program.build_program`)."""
     if count is None:
@@ -323,7 +324,7 @@ def _execute(spec, plan, problems, db, sweep_id, per_device, devices, progress, 
             if not mine:
                 continue
             # no more devices than batches: an idle device would compute a padded copy (numbers
-            # do not depend on the device count, and a smaller mesh compiles faster)
+            # depend on the device count only at rounding, and a smaller mesh compiles faster)
             used = devices[:min(len(devices), len(mine))]
             program = prog.build_program(problem, spec.study.make_optimizer, group.static, plan.dynamic,
                                          steps=steps, every=every, blocks=blocks,
