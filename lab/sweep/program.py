@@ -73,9 +73,13 @@ class Program(NamedTuple):
     run_sharding: NamedSharding
     replicated: NamedSharding
     runs: int                 # runs per call: runs_per_device * device_count
-    device_count: int         # devices the program runs on (see build_program on CPU kernels)
     schedule_shape: tuple     # (seeds, steps, batch_size) of the schedule argument
     compile_seconds: float
+
+    @property
+    def device_count(self) -> int:
+        """Devices the program runs on (fewer than asked for when it calls CPU kernels)."""
+        return self.run_sharding.mesh.size
 
 
 # --------------------------------------------------------------------------- key packing
@@ -297,7 +301,7 @@ def build_program(problem: Problem, make_optimizer, static: dict, dynamic: tuple
             _COMPILED.pop(next(iter(_COMPILED)))
     compile_seconds = time.perf_counter() - t
     metric_shapes = compiled.out_info[1]
-    return Program(compiled, tuple(metric_shapes), state_shapes, run_sharding, replicated, runs, len(devices),
+    return Program(compiled, tuple(metric_shapes), state_shapes, run_sharding, replicated, runs,
                    schedule_shape.shape, compile_seconds)
 
 
