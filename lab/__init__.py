@@ -11,7 +11,7 @@ Everything is a pure function over plain pytrees.  Module map:
 * :mod:`lab.optim`       — hand-written optimizers and schedules, optax-compatible; Newton family
 * :mod:`lab.curvature`   — Hessian-vector products, Lanczos eigenvalues, traces, spectral densities
 * :mod:`lab.train`       — the training step and loop
-* :mod:`lab.sweep`       — vmapped, sharded, resumable sweeps (``run_sweep``)
+* :mod:`lab.sweep`       — vmapped, multi-device, resumable sweeps (``run_sweep``)
 * :mod:`lab.store`       — the SQLite results database
 * :mod:`lab.plotting`    — the figure style (imported on demand: it loads matplotlib)
 """

@@ -25,8 +25,9 @@ The model::
 * A run whose loss is not finite, or exceeds ``divergence_factor`` times the absolute
   value of its first loss, is frozen at that step (recorded as ``diverged_step``); the
   others continue bit for bit as if it were not there.
-* Runs are sharded over ``jax.local_devices()`` (a one-axis ``Mesh`` named ``runs``)
-  in batches of ``runs_per_device`` per device, chosen from a memory estimate unless given.
+* Runs are spread over ``jax.local_devices()`` in batches of ``runs_per_device`` (chosen
+  from a memory estimate unless given), one batch per device at a time; the group's
+  program is compiled once and the same code is loaded on every device.
   On a CPU-only machine JAX makes one device; call :func:`use_cpu_cores` first thing
   (the ``lab`` command does) to get one device per core: XLA computes one device's
   small matmuls on about one core, so this is what puts every core to work.  A group
@@ -36,10 +37,10 @@ The model::
   and an interrupted one resumes from its last committed chunk with identical results.
 
 Determinism: per-run randomness comes only from (seed, step); on CPU a run's numbers are
-bitwise the same whatever the chunking or grid layout, at a fixed ``runs_per_device``
-(which is recorded and reused on resume) and device count (recorded too).  Across device
-counts the bits agree on the test problem, but one problem (Adam, full batch, tanh MLP)
-differed at float32 rounding between 1 and 2 CPU devices; the cause is not yet known.
+bitwise the same whatever the chunking, grid layout or device count, at a fixed
+``runs_per_device`` (which is recorded and reused on resume).  The engine does not
+partition one program over a device mesh: XLA compiles a partitioned module differently,
+and a full-batch Adam sweep differed at float32 rounding between 1 and 2 CPU devices.
 
 Several processes or hosts: call ``jax.distributed.initialize()`` in every process (e.g.
 one per node under SLURM: ``srun python sweep.py``) and give them one database path on a

@@ -39,7 +39,7 @@ def run_sweep(spec: SweepSpec, *, store: Store | str | Path | None = None, progr
     ``store`` is an open :class:`lab.store.Store`, a path, ``":memory:"``, or None for
     ``results/lab.sqlite``.  ``progress`` shows a tqdm bar on stderr (run-steps done,
     run-steps/s, ETA, diverged runs).  ``devices`` defaults to ``jax.local_devices()``;
-    the run axis is sharded over them.  ``on_chunk(info)`` is called after each commit
+    each computes a batch of runs at a time, with the same compiled code.  ``on_chunk(info)`` is called after each commit
     with ``{"sweep_id", "group", "batches", "step", "diverged"}``.
 
     Several processes (e.g. one per host after ``jax.distributed.initialize()``):
@@ -96,16 +96,16 @@ def _run_here(spec, plan, db, devices, progress, rerun, on_chunk, share=None) ->
 
 def use_cpu_cores(count: int | None = None) -> int | None:
     """Split the CPU into ``count`` XLA devices (default: the cores this process may use),
-    so that a sweep on a CPU-only machine shards its runs over every core.
+    so that a sweep on a CPU-only machine spreads its runs over every core.
 
     XLA runs one device's program on about one core at the engine's shapes (its small
     batched matmuls are not spread over threads), so a single CPU device leaves the other
-    cores idle; with one device per core the runs are sharded across them.  Large single
+    cores idle; with one device per core the batches of runs are spread across them.  Large single
     operations still use every core.  This must run before JAX computes anything; it
     returns the device count it set, or None when it could not: JAX's backends were
     already started, or ``XLA_FLAGS`` already chooses ``xla_force_host_platform_device_count``.
-    ``runs_per_device`` does not follow the device count, but results can still differ at
-    float32 rounding between device counts (see :mod:`lab.sweep`, Determinism).
+    ``runs_per_device`` does not follow the device count, and every device runs the same
+    code, so the results do not depend on the count (see :mod:`lab.sweep`, Determinism).
     A group whose program calls a CPU linear-algebra kernel runs on one device (see
     :func:`lab.sweep.program.build_program`)."""
     if count is None:
@@ -323,16 +323,15 @@ def _execute(spec, plan, problems, db, sweep_id, per_device, devices, progress, 
             mine = sorted((starts[b][0], b) for b, v in pending.items() if v[0] == group.index)
             if not mine:
                 continue
-            # no more devices than batches: an idle device would compute a padded copy (numbers
-            # depend on the device count only at rounding, and a smaller mesh compiles faster)
+            # no more devices than batches: a device without a batch would compile for nothing
             used = devices[:min(len(devices), len(mine))]
             program = prog.build_program(problem, spec.study.make_optimizer, group.static, plan.dynamic,
                                          steps=steps, every=every, blocks=blocks,
                                          runs_per_dev=per_device[str(group.index)], devices=used,
-                                         schedule_rows=_schedule_rows(plan, per_device[str(group.index)] * len(used)),
+                                         schedule_rows=_schedule_rows(plan, per_device[str(group.index)]),
                                          sharpness_iters=spec.sharpness_iters, sharpness_batch=spec.sharpness_batch)
             compile_seconds += program.compile_seconds
-            data = jax.device_put(prog.problem_data(problem), program.replicated)
+            data = [jax.device_put(prog.problem_data(problem), d) for d in program.devices]
             t = time.perf_counter()
             for call in _calls(mine, program.device_count):
                 diverged_total += _run_call(spec, plan, db, sweep_id, program, data, group.index,
@@ -349,7 +348,7 @@ def _execute(spec, plan, problems, db, sweep_id, per_device, devices, progress, 
 
 
 def _schedule_rows(plan: Plan, runs: int) -> int:
-    """Rows of a call's batch schedule: room for every distinct seed a call can hold, rounded
+    """Rows of a batch's schedule: room for every distinct seed a batch can hold, rounded
     up to a power of two (at least 4), so sweeps with a few more or fewer seeds share a program."""
     seeds = len(plan.axes[-1][1])
     return min(runs, max(4, 1 << (seeds - 1).bit_length()))
@@ -370,61 +369,61 @@ def _calls(mine: list, n_devices: int) -> list:
 
 
 def _run_call(spec, plan, db, sweep_id, program, data, group, members, per_dev, bar, diverged_before, on_chunk) -> int:
-    """Train the batches in ``members`` (``(batch, runs, (step, checkpoint))``) to the end."""
+    """Train the batches in ``members`` (``(batch, runs, (step, checkpoint))``) to the end,
+    batch ``k`` on ``program.devices[k]``; every device's chunk is dispatched before any
+    result is awaited, so the devices compute at the same time."""
     steps, every = spec.steps, spec.eval_every
     leaves_shape, treedef = jax.tree.flatten(program.state_shapes)
-    filled = members + [members[0]] * (program.runs // per_dev - len(members))  # one batch per device
+    float_dtype = jax.numpy.result_type(float)
 
     def pad(a, n):  # repeat the first row to fill a batch of per_dev
         return np.concatenate([a, np.repeat(a[:1], per_dev - n, axis=0)]) if n < per_dev else a
 
-    hparams = np.concatenate([pad(plan.hparams[runs], len(runs)) for _, runs, _ in filled])
-    seeds = np.concatenate([pad(plan.seeds[runs], len(runs)) for _, runs, _ in filled])
-    t = members[0][2][0]
     for batch, runs, (_, saved) in members:
         if saved is not None and [a.shape[1:] for a in saved] != [s.shape[1:] for s in leaves_shape]:
             raise ValueError(f"the checkpoint of batch {batch} does not fit this program's state (did the study's "
                              f"code change since the sweep started?); start afresh with rerun=True")
-    state_leaves = []
-    for i, s in enumerate(leaves_shape):
-        parts = []
-        for _, runs, (_, saved) in filled:
-            rows = np.zeros((len(runs),) + s.shape[1:], s.dtype) if saved is None else saved[i]
-            parts.append(pad(rows, len(runs)))
-        state_leaves.append(np.concatenate(parts))
-    state = jax.tree.unflatten(treedef, jax.device_put(state_leaves, program.run_sharding))
-    hp = jax.device_put(hparams.astype(jax.numpy.result_type(float)), program.run_sharding)
-    sd = jax.device_put(seeds, program.run_sharding)
-    distinct, seed_rows = np.unique(seeds, return_inverse=True)   # each run's row of the schedule
-    seed_rows = jax.device_put(seed_rows.astype(np.int32), program.run_sharding)
+    lanes = []   # per batch: its device's arguments, and the distinct seeds of its schedule rows
+    for k, (batch, runs, (_, saved)) in enumerate(members):
+        device = program.devices[k]
+        seeds = pad(plan.seeds[runs], len(runs))
+        distinct, slots = np.unique(seeds, return_inverse=True)   # each run's row of the schedule
+        leaves = [pad(np.zeros((len(runs),) + s.shape[1:], s.dtype) if saved is None else saved[i], len(runs))
+                  for i, s in enumerate(leaves_shape)]
+        lanes.append({"state": jax.tree.unflatten(treedef, jax.device_put(leaves, device)),
+                      "args": jax.device_put((pad(plan.hparams[runs], len(runs)).astype(float_dtype), seeds,
+                                              slots.astype(np.int32)), device),
+                      "factor": jax.device_put(np.asarray(spec.divergence_factor, float_dtype), device),
+                      "distinct": distinct, "device": device})
     sched_rows, length, batch_size = program.schedule_shape
-    n = int(np.shape(data[0])[0])
-    factor = jax.device_put(np.asarray(spec.divergence_factor, jax.numpy.result_type(float)), program.replicated)
+    n = int(np.shape(data[0][0])[0])
     real = sum(len(runs) for _, runs, _ in members)
+    t = members[0][2][0]
     diverged_now = 0
     while t < steps:
-        t0 = jax.device_put(np.asarray(t, np.int32), program.replicated)
-        start = jax.device_put(np.asarray(t == 0), program.replicated)
-        schedule = np.zeros((sched_rows, length, batch_size), np.int32)
-        for k, seed in enumerate(distinct):
-            schedule[k] = prog.batch_schedule(seed, n, batch_size, t, length)
-        schedule = jax.device_put(schedule, program.replicated)
-        state, metrics = program.call(state, hp, sd, seed_rows, schedule, data, t0, start, factor)
-        blocks = next(iter(metrics.values())).shape[1]
+        outputs = []
+        for k, lane in enumerate(lanes):
+            schedule = np.zeros((sched_rows, length, batch_size), np.int32)
+            for row, seed in enumerate(lane["distinct"]):
+                schedule[row] = prog.batch_schedule(seed, n, batch_size, t, length)
+            clock = jax.device_put((schedule, np.asarray(t, np.int32), np.asarray(t == 0)), lane["device"])
+            outputs.append(program.calls[k](lane["state"], *lane["args"], clock[0], data[k], clock[1], clock[2],
+                                            lane["factor"]))
+        for lane, (state, _) in zip(lanes, outputs):
+            lane["state"] = state
+        blocks = next(iter(outputs[0][1].values())).shape[1]
         done = min(t + blocks * every, steps)
-        metrics = {k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()}
-        diverged_step = np.asarray(state.diverged_step)
-        finished = done >= steps or all((diverged_step[k * per_dev:k * per_dev + len(runs)] >= 0).all()
-                                        for k, (_, runs, _) in enumerate(members))
-        host = None if finished else jax.device_get(jax.tree.leaves(state))
+        metrics = [{k: np.asarray(v, dtype=np.float64) for k, v in out[1].items()} for out in outputs]
+        diverged = [np.asarray(out[0].diverged_step)[:len(runs)] for out, (_, runs, _) in zip(outputs, members)]
+        finished = done >= steps or all((d >= 0).all() for d in diverged)
         updates = []
         for k, (batch, runs, _) in enumerate(members):
-            rows = slice(k * per_dev, k * per_dev + len(runs))
+            host = None if finished else jax.device_get(jax.tree.leaves(outputs[k][0]))
             updates.append(BatchUpdate(
                 batch_index=batch, run_indices=runs, first_eval=t // every,
-                metrics={name: values[rows, :(done - t) // every] for name, values in metrics.items()},
-                steps_done=done, diverged_step=diverged_step[rows], finished=finished,
-                checkpoint=None if finished else [np.asarray(leaf[rows]) for leaf in host]))
+                metrics={name: values[:len(runs), :(done - t) // every] for name, values in metrics[k].items()},
+                steps_done=done, diverged_step=diverged[k], finished=finished,
+                checkpoint=None if finished else [np.asarray(leaf[:len(runs)]) for leaf in host]))
         db.commit_chunk(sweep_id, updates, every)
         diverged_now = int(sum((u.diverged_step >= 0).sum() for u in updates))
         bar.update(real * ((steps if finished else done) - t))

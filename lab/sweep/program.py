@@ -1,9 +1,9 @@
 """The compiled program of one static group: init, train and evaluate many runs at once.
 
-Contract.  :func:`build_program` returns a :class:`Program` whose ``call(state, hparams,
+Contract.  :func:`build_program` returns a :class:`Program` whose ``calls[k](state, hparams,
 seeds, slots, schedule, data, t0, start, factor)`` runs ``blocks`` blocks of ``eval_every``
-steps for every run of a batch and returns ``(state, metrics)``.  It is one ``jax.jit`` of
-a function that
+steps for every run of a batch on device ``k`` and returns ``(state, metrics)``.  It is one
+``jax.jit`` of a function that
 
 * initialises the runs when ``start`` is true (a ``lax.cond`` outside the run axis, so the
   same executable starts and continues a batch),
@@ -28,12 +28,13 @@ of ``benchmarks/sweep.py`` can replay the same schedule.  (Drawing the permutati
 host keeps them out of the compiled program, whose compile time they would triple.)
 
 The state crosses the program boundary as plain arrays (typed PRNG keys as their key data),
-so it can be checkpointed as npz and put back.  The run axis of every state leaf, hparam
-and seed is sharded over a one-dimensional device mesh named ``runs``; the data are
-replicated.
+so it can be checkpointed as npz and put back.  The program is compiled once per device,
+each device computing its own batch of runs with its own copy of the data (see
+:func:`build_program`).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import math
@@ -46,15 +47,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import SingleDeviceSharding
 
 from lab import curvature, train
 from lab.sweep.spec import Problem
 
 TRAIN_METRICS = ("train_loss", "grad_norm", "update_norm", "param_norm")
 
-# Compiled executables by the text of their lowered program (and devices), so a second
-# sweep over the same shapes in this process skips XLA; the oldest entries are dropped.
+# Compiled executables by the text of their lowered program, then by device id, so a second
+# sweep over the same shapes in this process skips XLA; the oldest programs are dropped.
 _COMPILED: dict = {}
 _COMPILED_MAX = 16
 
@@ -67,19 +68,23 @@ class RunState(NamedTuple):
 
 
 class Program(NamedTuple):
-    call: Callable            # the compiled executable
+    calls: tuple              # one compiled executable per device, all from the same program
+    devices: tuple            # calls[k] runs on devices[k]
     metrics: tuple            # metric names, in the order of the metrics dict
     state_shapes: Any         # RunState of ShapeDtypeStruct (packed), batch axis first
-    run_sharding: NamedSharding
-    replicated: NamedSharding
-    runs: int                 # runs per call: runs_per_device * device_count
+    runs: int                 # runs per call of one executable (runs_per_device)
     schedule_shape: tuple     # (seeds, steps, batch_size) of the schedule argument
     compile_seconds: float
 
     @property
+    def call(self) -> Callable:
+        """The first device's executable."""
+        return self.calls[0]
+
+    @property
     def device_count(self) -> int:
         """Devices the program runs on (fewer than asked for when it calls CPU kernels)."""
-        return self.run_sharding.mesh.size
+        return len(self.devices)
 
 
 # --------------------------------------------------------------------------- key packing
@@ -244,30 +249,24 @@ def _per_run_functions(problem: Problem, make_optimizer, static: dict, dynamic: 
 def build_program(problem: Problem, make_optimizer, static: dict, dynamic: tuple, *, steps: int,
                   every: int, blocks: int, runs_per_dev: int, devices, schedule_rows: int,
                   sharpness_iters: int = 0, sharpness_batch: int = 256) -> Program:
-    """Trace, lower and compile the group's program once, for ``runs_per_dev * len(devices)``
-    runs whose mini-batches come from ``schedule_rows`` distinct seeds at most.  A program
-    whose lowered text was compiled before in this process is taken from a small cache.
-    On several CPU devices, a program that calls a host kernel (:func:`host_kernels`:
-    LAPACK's eigh, solve, ...) is built for the first device only (``device_count`` 1)."""
+    """Trace, lower and compile the group's program for ``runs_per_dev`` runs whose
+    mini-batches come from ``schedule_rows`` distinct seeds at most, on ``devices[0]``,
+    and load the same machine code on each of the other ``devices`` (:func:`load_on`).
+
+    Every device gets a single-device executable of the same program, rather than one
+    program partitioned over a mesh: runs never exchange a value, and XLA compiles a
+    partitioned module differently (``num_partitions``), which changed results at float32
+    rounding between device counts.  So a run's numbers do not depend on how many devices
+    a sweep uses or on which one computed it.  A program whose lowered text was compiled
+    before in this process is taken from a small cache.  On several CPU devices, a
+    program that calls a host kernel (:func:`host_kernels`: LAPACK's eigh, solve, ...) is
+    built for the first device only (``device_count`` 1)."""
 
     init, chunk, evaluate = _per_run_functions(problem, make_optimizer, static, dynamic,
                                                steps=steps, every=every, blocks=blocks,
                                                sharpness_iters=sharpness_iters, sharpness_batch=sharpness_batch)
-    mesh = Mesh(np.asarray(devices), ("runs",))
-    run_sharding = NamedSharding(mesh, PartitionSpec("runs"))
-    replicated = NamedSharding(mesh, PartitionSpec())
-    runs = runs_per_dev * len(devices)
     float_dtype = jnp.result_type(float)
-
-    def sds(shape, dtype, sharding):
-        return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
-
-    data_shapes = tuple(sds(np.shape(a), a.dtype, replicated) for a in problem_data(problem))
-    hp_shape = sds((runs, len(dynamic)), float_dtype, run_sharding)
-    seed_shape = sds((runs,), jnp.uint32, run_sharding)
-    abstract_state = jax.eval_shape(jax.vmap(init, in_axes=(0, 0, None, None)),
-                                    seed_shape, hp_shape, data_shapes[0], data_shapes[1])
-    state_shapes = jax.tree.map(lambda s: sds(s.shape, s.dtype, run_sharding), jax.eval_shape(pack, abstract_state))
+    runs = runs_per_dev
 
     def program(packed, hparams, seeds, slots, schedule, data, t0, start, factor):
         state = unpack(packed, abstract_state)
@@ -277,32 +276,90 @@ def build_program(problem: Problem, make_optimizer, static: dict, dynamic: tuple
             state, seeds, hparams, slots, schedule, data, t0, factor)
         return pack(state), metrics
 
-    scalar = lambda dtype: sds((), dtype, replicated)  # noqa: E731
-    jitted = jax.jit(program, donate_argnums=(0,),
-                     out_shardings=(run_sharding, run_sharding))
+    jitted = jax.jit(program, donate_argnums=(0,))
+    data = problem_data(problem)
+    abstract_state = jax.eval_shape(jax.vmap(init, in_axes=(0, 0, None, None)),
+                                    jax.ShapeDtypeStruct((runs,), jnp.uint32),
+                                    jax.ShapeDtypeStruct((runs, len(dynamic)), float_dtype),
+                                    jax.ShapeDtypeStruct(np.shape(data[0]), data[0].dtype),
+                                    jax.ShapeDtypeStruct(np.shape(data[1]), data[1].dtype))
+    state_shapes = jax.eval_shape(pack, abstract_state)
+    schedule_shape = (schedule_rows, blocks * every, int(static["batch_size"]))
+
+    def lower(device):
+        """The program lowered for ``device`` alone."""
+        on = SingleDeviceSharding(device)
+
+        def sds(shape, dtype):
+            return jax.ShapeDtypeStruct(shape, dtype, sharding=on)
+
+        return jitted.lower(jax.tree.map(lambda s: sds(s.shape, s.dtype), state_shapes),
+                            sds((runs, len(dynamic)), float_dtype), sds((runs,), jnp.uint32),
+                            sds((runs,), jnp.int32), sds(schedule_shape, jnp.int32),
+                            tuple(sds(np.shape(a), a.dtype) for a in data),
+                            sds((), jnp.int32), sds((), jnp.bool_), sds((), float_dtype))
+
     t = time.perf_counter()
-    schedule_shape = sds((schedule_rows, blocks * every, int(static["batch_size"])), jnp.int32, replicated)
-    lowered = jitted.lower(state_shapes, hp_shape, seed_shape, sds((runs,), jnp.int32, run_sharding),
-                           schedule_shape, data_shapes, scalar(jnp.int32), scalar(jnp.bool_), scalar(float_dtype))
-    text = lowered.as_text()
+    devices = list(devices)
+    first = lower(devices[0])
+    text = first.as_text()
     if len(devices) > 1 and devices[0].platform == "cpu" and host_kernels(text):
         # jaxlib's CPU linear-algebra kernels split a batch over XLA's CPU thread pool and
-        # block until it is done; when every pool thread is running one device's share of
-        # this program, nothing is left to do that work and the call never returns (seen
-        # with a batched eigh on 2 devices of a 2-core CPU).  Such programs run on one device.
-        return build_program(problem, make_optimizer, static, dynamic, steps=steps, every=every, blocks=blocks,
-                             runs_per_dev=runs_per_dev, devices=devices[:1], schedule_rows=schedule_rows,
-                             sharpness_iters=sharpness_iters, sharpness_batch=sharpness_batch)
-    key = hashlib.sha256(text.encode()).hexdigest() + repr([d.id for d in devices])
-    compiled = _COMPILED.get(key)
-    if compiled is None:
-        compiled = _COMPILED[key] = lowered.compile()
-        while len(_COMPILED) > _COMPILED_MAX:
-            _COMPILED.pop(next(iter(_COMPILED)))
+        # block until it is done; when every pool thread is running one device's program,
+        # nothing is left to do that work and the call never returns (seen with a batched
+        # eigh on 2 devices of a 2-core CPU).  Such programs run on one device.
+        devices = devices[:1]
+    mine = _COMPILED.setdefault(hashlib.sha256(text.encode()).hexdigest(), {})   # by device id
+
+    if devices[0].id not in mine:
+        mine[devices[0].id] = first.compile()
+    for device in devices[1:]:
+        if device.id not in mine:
+            mine[device.id] = load_on(mine[devices[0].id], device) or lower(device).compile()
+    calls = tuple(mine[d.id] for d in devices)
+    while len(_COMPILED) > _COMPILED_MAX:
+        _COMPILED.pop(next(iter(_COMPILED)))
     compile_seconds = time.perf_counter() - t
-    metric_shapes = compiled.out_info[1]
-    return Program(compiled, tuple(metric_shapes), state_shapes, run_sharding, replicated, runs,
-                   schedule_shape.shape, compile_seconds)
+    return Program(calls, tuple(devices), tuple(calls[0].out_info[1]), state_shapes, runs, schedule_shape,
+                   compile_seconds)
+
+
+def load_on(compiled, device):
+    """``compiled``, a single-device executable, loaded on ``device`` without compiling it
+    again: its machine code is serialized and loaded with ``device`` as its assignment, and
+    wrapped like the original.  Returns None where that cannot be done (constants hoisted
+    out of the program, another device kind, or a JAX whose internals moved on); the caller
+    then compiles for ``device``, to the same code at a compile's cost.
+
+    This leans on JAX internals (``Compiled``'s unloaded executable and compile options,
+    as ``jax.experimental.serialize_executable`` does, without its pickling); a test checks
+    that it still works with the installed JAX."""
+    try:
+        from jax._src import compiler
+        from jax._src.lib import xla_client as xc
+
+        unloaded = compiled._executable._unloaded_executable
+        params = compiled._params
+        if params.const_args or len(unloaded.device_list) != 1 or unloaded.device_list[0].client is not device.client:
+            return None
+        if not all(isinstance(s, SingleDeviceSharding) for s in (*unloaded.input_shardings, *unloaded.output_shardings)):
+            return None
+        options = compiler.get_compile_options(num_replicas=1, num_partitions=1, device_assignment=[device])
+        devices = xc.DeviceList((device,))
+        code = device.client.deserialize_executable(device.client.serialize_executable(unloaded.xla_executable),
+                                                    devices, options)
+
+        def move(s):
+            return SingleDeviceSharding(device, memory_kind=s.memory_kind)
+
+        moved = dataclasses.replace(unloaded, xla_executable=code, device_list=devices,
+                                    input_shardings=[move(s) for s in unloaded.input_shardings],
+                                    output_shardings=[move(s) for s in unloaded.output_shardings])
+        return jax.stages.Compiled(moved.load(), [], compiled.args_info, compiled.out_tree,
+                                   no_kwargs=compiled._no_kwargs, in_types=params.in_types,
+                                   out_types=params.out_types)
+    except Exception:  # noqa: BLE001 -- any failure here only means compiling again
+        return None
 
 
 # Custom calls that only annotate sharding; every other custom call is a host kernel.

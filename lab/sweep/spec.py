@@ -83,7 +83,7 @@ class SweepSpec:
     between host commits (rounded down to a multiple of ``eval_every``, at least one
     evaluation).  ``runs_per_device`` fixes the number of runs each device computes at
     once; None picks it from a memory estimate.  Results are bitwise reproducible on CPU
-    for a fixed ``runs_per_device`` and device count whatever the chunking or grid layout
+    for a fixed ``runs_per_device`` whatever the chunking, grid layout or device count
     (XLA's CPU reductions round differently for different batch shapes, so the engine
     keeps that shape fixed); the value used is recorded and a resumed sweep reuses it.
 
