@@ -106,15 +106,26 @@ SINE = textwrap.dedent("""
                                             lambda p, xb, yb, k: losses.mse(net.apply(p, xb), yb), x, np.sin(x)),
                   lambda c: optim.adam(c["learning_rate"]), hyperparameters={"learning_rate": 0.01},
                   static={"batch_size": 256})
-    spec = SweepSpec(study, {"learning_rate": [0.01]}, seeds=4, steps=300, eval_every=1, chunk_steps=300,
-                     runs_per_device=2)
+    spec = SweepSpec(study, {"learning_rate": [0.01]}, seeds=6, steps=300, eval_every=1, chunk_steps=100,
+                     runs_per_device=2)                                        # 3 batches of 2 runs
     both = run_sweep(spec, store=":memory:", progress=False)
     one = run_sweep(spec, store=":memory:", progress=False, devices=jax.local_devices()[:1])
     other = run_sweep(spec, store=":memory:", progress=False, devices=jax.local_devices()[1:])
+    stopped = []
+    def stop(info):   # interrupt the last batch, which runs alone, after its first chunk
+        if info["batches"] == [2]:
+            stopped.append(info["step"])
+            raise KeyboardInterrupt
+    try:
+        run_sweep(spec, store="part.sqlite", progress=False, on_chunk=stop)
+    except KeyboardInterrupt:
+        pass
+    resumed = run_sweep(spec, store="part.sqlite", progress=False)      # batch 2 goes on from step 100
+    assert stopped == [100]
     assert both.environment["device_count"] == 2 and one.environment["device_count"] == 1
     for name in both.curves:
-        np.testing.assert_array_equal(both.curves[name], one.curves[name], err_msg=name)
-        np.testing.assert_array_equal(other.curves[name], one.curves[name], err_msg=name)
+        for result in (both, other, resumed):
+            np.testing.assert_array_equal(result.curves[name], one.curves[name], err_msg=name)
     print("loaded", *loaded, float(np.median(one.final["train_loss"])))
 """)
 
