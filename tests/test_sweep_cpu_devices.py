@@ -142,3 +142,42 @@ def test_two_cpu_devices_give_the_one_device_bits_on_a_problem_a_partitioned_pro
     # the second device's executable: loaded from the first's code, or (fallback) compiled again
     assert words[:2] == ["loaded", "True" if how == "load" else "False"]
     assert 0.0 < float(words[-1]) < 0.5                     # trained: below the variance of sin (0.5)
+
+
+CACHED = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from lab.sweep import use_cpu_cores
+    assert use_cpu_cores(2) == 2
+    import jax
+    jax.config.update("jax_compilation_cache_dir", sys.argv[1])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    from lab.sweep import program as prog, run_sweep
+    from tests.sweep_problem import spec
+    loaded, load_on = [], prog.load_on
+    def spy(compiled, device):
+        out = load_on(compiled, device)
+        loaded.append(out is not None)
+        return out
+    prog.load_on = spy
+    result = run_sweep(spec({"learning_rate": [0.01, 0.03, 0.1, 0.3]}), store=":memory:", progress=False)  # 2 batches
+    print("loaded", *loaded, repr(float(np.sum(result.curves["train_loss"]))))
+""")
+
+
+def test_a_rerun_with_the_persistent_compilation_cache_never_copies_a_cached_executable(tmp_path):
+    """An executable read from JAX's persistent cache loses code when serialized again (it
+    failed with "Function ... not found" when run), so it is never the one loaded on the
+    other devices: they are compiled (or read from the cache) instead."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "LAB_CPU_DEVICES")}
+    env["PYTHONPATH"] = root
+    outputs = []
+    for _ in range(3):
+        done = subprocess.run([sys.executable, "-c", CACHED, str(tmp_path / "cache")], capture_output=True, text=True,
+                              env=env, cwd=tmp_path, timeout=240)
+        assert done.returncode == 0, done.stderr[-3000:]
+        outputs.append(done.stdout.split())
+    assert [o[:-1] for o in outputs] == [["loaded", "True"], ["loaded"], ["loaded"]]
+    assert outputs[0][-1] == outputs[1][-1] == outputs[2][-1]           # the same bits every time
+    assert any((tmp_path / "cache").iterdir())

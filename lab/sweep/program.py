@@ -54,10 +54,20 @@ from lab.sweep.spec import Problem
 
 TRAIN_METRICS = ("train_loss", "grad_norm", "update_norm", "param_norm")
 
-# Compiled executables by the text of their lowered program, then by device id, so a second
-# sweep over the same shapes in this process skips XLA; the oldest programs are dropped.
+# Compiled executables by the text of their lowered program: {"calls": by device id, "source":
+# the one compiled in this process that load_on copies}, so a second sweep over the same shapes
+# in this process skips XLA; the oldest programs are dropped.
 _COMPILED: dict = {}
 _COMPILED_MAX = 16
+_CACHE_HITS = [0]   # executables this process read from JAX's persistent compilation cache
+
+
+def _count_cache_hits(event: str, **kwargs) -> None:
+    if event == "/jax/compilation_cache/cache_hits":
+        _CACHE_HITS[0] += 1
+
+
+jax.monitoring.register_event_listener(_count_cache_hits)
 
 
 class RunState(NamedTuple):
@@ -258,8 +268,11 @@ def build_program(problem: Problem, make_optimizer, static: dict, dynamic: tuple
     partitioned module differently (``num_partitions``), which changed results at float32
     rounding between device counts.  So a run's numbers do not depend on how many devices
     a sweep uses or on which one computed it.  A program whose lowered text was compiled
-    before in this process is taken from a small cache.  On several CPU devices, a
-    program that calls a host kernel (:func:`host_kernels`: LAPACK's eigh, solve, ...) is
+    before in this process is taken from a small cache.  When the first device's executable
+    is read from JAX's persistent compilation cache, the others are compiled (or read from
+    that cache) too, since a cached executable cannot be copied (:func:`load_on`); so the
+    first rerun of a sweep compiles once more per extra device, and later reruns do not.
+    On several CPU devices, a program that calls a host kernel (:func:`host_kernels`: LAPACK's eigh, solve, ...) is
     built for the first device only (``device_count`` 1)."""
 
     init, chunk, evaluate = _per_run_functions(problem, make_optimizer, static, dynamic,
@@ -309,14 +322,18 @@ def build_program(problem: Problem, make_optimizer, static: dict, dynamic: tuple
         # nothing is left to do that work and the call never returns (seen with a batched
         # eigh on 2 devices of a 2-core CPU).  Such programs run on one device.
         devices = devices[:1]
-    mine = _COMPILED.setdefault(hashlib.sha256(text.encode()).hexdigest(), {})   # by device id
-
-    if devices[0].id not in mine:
-        mine[devices[0].id] = first.compile()
-    for device in devices[1:]:
-        if device.id not in mine:
-            mine[device.id] = load_on(mine[devices[0].id], device) or lower(device).compile()
-    calls = tuple(mine[d.id] for d in devices)
+    entry = _COMPILED.setdefault(hashlib.sha256(text.encode()).hexdigest(), {"source": None, "calls": {}})
+    for device in devices:
+        if device.id in entry["calls"]:
+            continue
+        loaded = None if entry["source"] is None else load_on(entry["source"], device)
+        if loaded is None:
+            hits = _CACHE_HITS[0]
+            loaded = (first if device == devices[0] else lower(device)).compile()
+            if _CACHE_HITS[0] == hits and entry["source"] is None:
+                entry["source"] = loaded      # compiled here, not read from JAX's persistent cache
+        entry["calls"][device.id] = loaded
+    calls = tuple(entry["calls"][d.id] for d in devices)
     while len(_COMPILED) > _COMPILED_MAX:
         _COMPILED.pop(next(iter(_COMPILED)))
     compile_seconds = time.perf_counter() - t
@@ -327,7 +344,10 @@ def build_program(problem: Problem, make_optimizer, static: dict, dynamic: tuple
 def load_on(compiled, device):
     """``compiled``, a single-device executable, loaded on ``device`` without compiling it
     again: its machine code is serialized and loaded with ``device`` as its assignment, and
-    wrapped like the original.  Returns None where that cannot be done (constants hoisted
+    wrapped like the original.  ``compiled`` must have been compiled in this process: an XLA
+    CPU executable read from JAX's persistent cache loses code when serialized again (jaxlib
+    0.10.2: the copy fails with "Function ... not found" when run), so :func:`build_program`
+    compiles for each device when its first executable came from that cache.  Returns None where that cannot be done (constants hoisted
     out of the program, another device kind, or a JAX whose internals moved on); the caller
     then compiles for ``device``, to the same code at a compile's cost.
 
