@@ -39,8 +39,8 @@ def run_sweep(spec: SweepSpec, *, store: Store | str | Path | None = None, progr
     ``store`` is an open :class:`lab.store.Store`, a path, ``":memory:"``, or None for
     ``results/lab.sqlite``.  ``progress`` shows a tqdm bar on stderr (run-steps done,
     run-steps/s, ETA, diverged runs).  ``devices`` defaults to ``jax.local_devices()``;
-    each computes a batch of runs at a time, with the same compiled code.  ``on_chunk(info)`` is called after each commit
-    with ``{"sweep_id", "group", "batches", "step", "diverged"}``.
+    each computes a batch of runs at a time, with the same compiled code.  ``on_chunk(info)``
+    is called after each commit with ``{"sweep_id", "group", "batches", "step", "diverged"}``.
 
     Several processes (e.g. one per host after ``jax.distributed.initialize()``):
     ``process = (index, count)``, by default ``(jax.process_index(), jax.process_count())``.
@@ -100,8 +100,8 @@ def use_cpu_cores(count: int | None = None) -> int | None:
 
     XLA runs one device's program on about one core at the engine's shapes (its small
     batched matmuls are not spread over threads), so a single CPU device leaves the other
-    cores idle; with one device per core the batches of runs are spread across them.  Large single
-    operations still use every core.  This must run before JAX computes anything; it
+    cores idle; with one device per core the batches of runs are spread across them.  Large
+    single operations still use every core.  This must run before JAX computes anything; it
     returns the device count it set, or None when it could not: JAX's backends were
     already started, or ``XLA_FLAGS`` already chooses ``xla_force_host_platform_device_count``.
     ``runs_per_device`` does not follow the device count, and every device runs the same
@@ -401,11 +401,13 @@ def _run_call(spec, plan, db, sweep_id, program, data, group, members, per_dev, 
     t = members[0][2][0]
     diverged_now = 0
     while t < steps:
+        windows = {seed: prog.batch_schedule(seed, n, batch_size, t, length)   # once per seed, not per batch
+                   for seed in np.unique(np.concatenate([lane["distinct"] for lane in lanes]))}
         outputs = []
         for k, lane in enumerate(lanes):
             schedule = np.zeros((sched_rows, length, batch_size), np.int32)
             for row, seed in enumerate(lane["distinct"]):
-                schedule[row] = prog.batch_schedule(seed, n, batch_size, t, length)
+                schedule[row] = windows[seed]
             clock = jax.device_put((schedule, np.asarray(t, np.int32), np.asarray(t == 0)), lane["device"])
             outputs.append(program.calls[k](lane["state"], *lane["args"], clock[0], data[k], clock[1], clock[2],
                                             lane["factor"]))

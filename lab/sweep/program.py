@@ -81,8 +81,7 @@ class Program(NamedTuple):
     calls: tuple              # one compiled executable per device, all from the same program
     devices: tuple            # calls[k] runs on devices[k]
     metrics: tuple            # metric names, in the order of the metrics dict
-    state_shapes: Any         # RunState of ShapeDtypeStruct (packed), batch axis first
-    runs: int                 # runs per call of one executable (runs_per_device)
+    state_shapes: Any         # RunState of ShapeDtypeStruct (packed), batch axis (runs_per_device) first
     schedule_shape: tuple     # (seeds, steps, batch_size) of the schedule argument
     compile_seconds: float
 
@@ -272,14 +271,14 @@ def build_program(problem: Problem, make_optimizer, static: dict, dynamic: tuple
     is read from JAX's persistent compilation cache, the others are compiled (or read from
     that cache) too, since a cached executable cannot be copied (:func:`load_on`); so the
     first rerun of a sweep compiles once more per extra device, and later reruns do not.
-    On several CPU devices, a program that calls a host kernel (:func:`host_kernels`: LAPACK's eigh, solve, ...) is
-    built for the first device only (``device_count`` 1)."""
+    On several CPU devices, a program that calls a host kernel (:func:`host_kernels`:
+    LAPACK's eigh, solve, ...) is built for the first device only (``device_count`` 1)."""
 
     init, chunk, evaluate = _per_run_functions(problem, make_optimizer, static, dynamic,
                                                steps=steps, every=every, blocks=blocks,
                                                sharpness_iters=sharpness_iters, sharpness_batch=sharpness_batch)
     float_dtype = jnp.result_type(float)
-    runs = runs_per_dev
+    runs = runs_per_dev   # the batch of runs each executable computes
 
     def program(packed, hparams, seeds, slots, schedule, data, t0, start, factor):
         state = unpack(packed, abstract_state)
@@ -337,8 +336,7 @@ def build_program(problem: Problem, make_optimizer, static: dict, dynamic: tuple
     while len(_COMPILED) > _COMPILED_MAX:
         _COMPILED.pop(next(iter(_COMPILED)))
     compile_seconds = time.perf_counter() - t
-    return Program(calls, tuple(devices), tuple(calls[0].out_info[1]), state_shapes, runs, schedule_shape,
-                   compile_seconds)
+    return Program(calls, tuple(devices), tuple(calls[0].out_info[1]), state_shapes, schedule_shape, compile_seconds)
 
 
 def load_on(compiled, device):
@@ -347,9 +345,10 @@ def load_on(compiled, device):
     wrapped like the original.  ``compiled`` must have been compiled in this process: an XLA
     CPU executable read from JAX's persistent cache loses code when serialized again (jaxlib
     0.10.2: the copy fails with "Function ... not found" when run), so :func:`build_program`
-    compiles for each device when its first executable came from that cache.  Returns None where that cannot be done (constants hoisted
-    out of the program, another device kind, or a JAX whose internals moved on); the caller
-    then compiles for ``device``, to the same code at a compile's cost.
+    compiles for each device when its first executable came from that cache.  Returns None
+    where that cannot be done (constants hoisted out of the program, another device kind,
+    or a JAX whose internals moved on); the caller then compiles for ``device``, to the
+    same code at a compile's cost.
 
     This leans on JAX internals (``Compiled``'s unloaded executable and compile options,
     as ``jax.experimental.serialize_executable`` does, without its pickling); a test checks
