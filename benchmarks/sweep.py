@@ -8,7 +8,10 @@ run in this one process on the same data, initial parameters and mini-batch sche
   (a) a fresh optax optimizer and a freshly jitted step per config, Python loop over steps;
   (b) one jitted step with ``optax.inject_hyperparams``, Python loop over configs and steps;
   (c) a PyTorch loop with ``torch.optim.SGD`` (only when torch is importable);
-  (d) the lab engine, ``lab.sweep.run_sweep`` (compile time reported apart).
+  (d) the lab engine, ``lab.sweep.run_sweep`` (compile time reported apart);
+  (e) a bare ``lax.scan`` of the same step, vmapped over 16 runs per device on every device,
+      without divergence checks, metrics or a database: what the engine's step costs with
+      nothing around it, the ceiling its bookkeeping is measured against.
 
 (a) and (b) cost the same per run whatever the sweep size, so they are timed on a subset of
 configs and reported as run-steps/s.  Throughput counts matmul FLOPs only (forward,
@@ -188,6 +191,9 @@ def main(argv=None) -> int:
             rel = np.abs(ours - np.asarray(mean_b)) / np.abs(mean_b)
             print(f"    check: mean training loss over the {steps} steps, engine vs (b), relative difference "
                   f"by lr: " + ", ".join(f"{lr:.0e}: {r:.0e}" for (lr, _), r in zip(subset, rel)), flush=True)
+    rate_e = bare_rate(jax, jnp, np, loss, init, x, y, schedules, steps, args.repeats)
+    print(f"(e) bare vmapped lax.scan of the same step on {len(jax.local_devices())} devices: {rate_e:9.0f} run-steps/s",
+          flush=True)
     peak_end = matmul_peak(jax, jnp, np)
     print(f"float32 matmul peak {peak:.0f} GFLOP/s at the start, {peak_end:.0f} at the end; the table uses the higher")
     peak = max(peak, peak_end)
@@ -200,9 +206,11 @@ def main(argv=None) -> int:
         vs_c = "-" if rate_c is None else f"{rate / rate_c:.1f}x"
         print(f"| {runs} | {count} | {per_device} | {rate:,.0f} | {gflops:.1f} | {100 * gflops / peak:.0f}% | "
               f"{rate / rate_a:.1f}x | {rate / rate_b:.1f}x | {vs_c} | {compile_s:.1f} | {wall:.1f} | {peak_rss:,.0f} |")
-    for name, rate in (("(a)", rate_a), ("(b)", rate_b), ("(c)", rate_c)):
+    n_dev = len(jax.local_devices())
+    for name, count, per, rate in (("(a)", 1, "-", rate_a), ("(b)", 1, "-", rate_b), ("(c)", 1, "-", rate_c),
+                                   ("(e)", n_dev, 16, rate_e)):
         if rate is not None:
-            print(f"| {name} | 1 | - | {rate:,.0f} | {rate * flops / 1e9:.1f} | {100 * rate * flops / 1e9 / peak:.0f}% "
+            print(f"| {name} | {count} | {per} | {rate:,.0f} | {rate * flops / 1e9:.1f} | {100 * rate * flops / 1e9 / peak:.0f}% "
                   f"| | | | | | |")
     return 0
 
@@ -218,6 +226,40 @@ def matmul_peak(jax, jnp, np, size=1024, repeats=40) -> float:
         f(a).block_until_ready()
         best = min(best, time.perf_counter() - t)
     return 2 * size ** 3 / best / 1e9
+
+
+def bare_rate(jax, jnp, np, loss, init, x, y, schedules, steps, repeats, per_device=16) -> float:
+    """(e): run-steps/s of ``per_device`` runs on each local device, each device computing one
+    jitted, vmapped ``lax.scan`` of :func:`lab.train.make_step` (SGD, momentum 0.9, learning
+    rates 1e-3..0.1 as traced scalars) over the seeds' schedules, with no divergence checks or
+    metrics; every device is dispatched before any is awaited; the best of ``repeats``."""
+    from lab import optim, train
+
+    sched = np.stack([schedules[s] for s in range(len(schedules))])    # (seeds, steps, batch)
+
+    def one(seed, lr, xs, ys, sched):
+        step = train.make_step(loss, optim.sgd(lr, momentum=0.9))
+        params = init(jax.random.fold_in(jax.random.key(seed), 0))
+
+        def body(carry, idx):
+            p, s = carry
+            p, s, value = step(p, s, xs[idx], ys[idx], None)
+            return (p, s), value
+
+        return jax.lax.scan(body, (params, optim.sgd(lr, momentum=0.9).init(params)), sched[seed % len(sched)])[1]
+
+    program = jax.jit(jax.vmap(one, in_axes=(0, 0, None, None, None)))
+    seeds = np.arange(per_device, dtype=np.uint32)
+    lrs = np.geomspace(1e-3, 0.1, per_device).astype(np.float32)
+    args = [jax.device_put((seeds, lrs, x, y, sched), d) for d in jax.local_devices()]
+    for a in args:
+        program(*a).block_until_ready()          # compile (and load) first
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready([program(*a) for a in args])
+        best = min(best, time.perf_counter() - t)
+    return len(args) * per_device * steps / best
 
 
 def torch_rate(subset, x, y, schedules, steps, threads=None):

@@ -13,8 +13,11 @@ steps for every run of a batch on device ``k`` and returns ``(state, metrics)``.
   without, since the norms are recorded at that step only,
 * freezes a run at the first step whose loss is not finite or exceeds ``factor`` times the
   absolute value of its first loss: that update and every later one are discarded and the
-  step is kept in ``diverged_step``; the other runs are untouched (no value crosses the
-  run axis),
+  step is kept in ``diverged_step``; the other runs are untouched.  The only value that
+  crosses the run axis is whether every run took its step: if so the new state is kept as
+  it is, else a select per run restores the old state of the others.  Both give an
+  accepting run the same bits; the first (XLA copies the state out of the branch) reads
+  one state where the select reads two: 4% faster on the reference sweep of BENCHMARKS.md,
 * ignores steps at or after ``steps``, so a last, partial call reuses the executable,
 * with ``sharpness_iters > 0``, adds the metric ``sharpness`` (see ``SweepSpec``).
 
@@ -183,7 +186,7 @@ def runs_per_device(run_bytes: int, device, *, cap: int | None = None) -> int:
 def _per_run_functions(problem: Problem, make_optimizer, static: dict, dynamic: tuple, *,
                        steps: int, every: int, blocks: int, sharpness_iters: int = 0,
                        sharpness_batch: int = 256):
-    """The per-run init and chunk functions (vmapped by the caller)."""
+    """The per-run ``init`` and ``evaluate`` (vmapped by the caller) and the batch-level ``chunk``."""
     batch_size = int(static["batch_size"])
     sharp_n = min(int(sharpness_batch), int(np.shape(problem.x)[0]))
 
@@ -212,26 +215,38 @@ def _per_run_functions(problem: Problem, make_optimizer, static: dict, dynamic: 
         return RunState(params, optimizer(hp).init(params), jnp.zeros((), loss_shape.dtype),
                         jnp.full((), -1, jnp.int32))
 
-    def chunk(state: RunState, seed, hp, slot, schedule, data, t0, factor):
+    def chunk(state: RunState, seeds, hps, slots, schedule, data, t0, factor):
+        """A batch of runs (every argument before ``schedule`` has the run axis first) through
+        ``blocks`` blocks; metrics come out with shape (runs, blocks)."""
         x, y, ex, ey = data
-        step_key = jax.random.fold_in(jax.random.key(seed), 2)
-        opt = optimizer(hp)
-        plain_step = train.make_step(problem.loss, opt)
-        stats_step = train.make_step(problem.loss, opt, with_stats=True)
+        step_keys = jax.vmap(lambda seed: jax.random.fold_in(jax.random.key(seed), 2))(seeds)
+
+        def batched_step(with_stats: bool):
+            def one(params, opt_state, hp, slot, key, t):
+                idx = schedule[slot, t - t0]
+                step = train.make_step(problem.loss, optimizer(hp), with_stats=with_stats)
+                return step(params, opt_state, x[idx], y[idx], jax.random.fold_in(key, t))
+            return jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None))
+
+        plain_step, stats_step = batched_step(False), batched_step(True)
 
         def guarded(step_fn, st: RunState, t):
             """One step of ``step_fn``, discarded (and the run frozen) unless the run is live and healthy."""
-            idx = schedule[slot, t - t0]
-            params, opt_state, out = step_fn(st.params, st.opt_state, x[idx], y[idx], jax.random.fold_in(step_key, t))
+            params, opt_state, out = step_fn(st.params, st.opt_state, hps, slots, step_keys, t)
             loss = out.loss if isinstance(out, train.StepStats) else out
             first = jnp.where(t == 0, loss, st.first_loss)
             limit = factor.astype(first.dtype) * jnp.abs(first)
             healthy = jnp.isfinite(loss) & ~(loss > limit)
             live = (st.diverged_step < 0) & (t < steps)
             accept = live & healthy
-            new = RunState(_select(accept, params, st.params), _select(accept, opt_state, st.opt_state),
-                           first, jnp.where(live & ~healthy, t.astype(jnp.int32), st.diverged_step))
-            return new, out
+            # When every run takes its step (the usual case) the new state is used as it is;
+            # otherwise the runs that do not take it keep their old state.  Both branches give
+            # every accepting run the same bits; the first reads one state instead of two.
+            params, opt_state = lax.cond(
+                jnp.all(accept), lambda: (params, opt_state),
+                lambda: jax.vmap(_select)(accept, (params, opt_state), (st.params, st.opt_state)))
+            return RunState(params, opt_state, first, jnp.where(live & ~healthy, t.astype(jnp.int32),
+                                                                st.diverged_step)), out
 
         def one_block(st: RunState, b):
             # The gradient and update norms are wanted at the block's last step only: the
@@ -240,17 +255,19 @@ def _per_run_functions(problem: Problem, make_optimizer, static: dict, dynamic: 
             st, losses = lax.scan(functools.partial(guarded, plain_step), st,
                                   start + jnp.arange(every - 1, dtype=t0.dtype))
             st, last = guarded(stats_step, st, start + every - 1)
-            losses = jnp.concatenate([losses, last.loss[None]])
-            values = {"train_loss": jnp.mean(losses), "grad_norm": last.grad_norm,
-                      "update_norm": last.update_norm, "param_norm": train.global_norm(st.params)}
-            values.update({f"eval_{k}": v for k, v in evaluate(st.params, ex, ey).items()})
+            losses = jnp.concatenate([losses, last.loss[None]])      # (every, runs)
+            values = {"train_loss": jnp.mean(losses, axis=0), "grad_norm": last.grad_norm,
+                      "update_norm": last.update_norm, "param_norm": jax.vmap(train.global_norm)(st.params)}
+            evals = jax.vmap(evaluate, in_axes=(0, None, None))(st.params, ex, ey)
+            values.update({f"eval_{k}": v for k, v in evals.items()})
             if sharpness_iters:
-                values["sharpness"] = sharpness(st.params, seed, x, y)
+                values["sharpness"] = jax.vmap(sharpness, in_axes=(0, 0, None, None))(st.params, seeds, x, y)
             bad = (st.diverged_step >= 0) & (st.diverged_step < start + every)
             values = {k: jnp.where(bad, jnp.nan, v.astype(jnp.result_type(float))) for k, v in values.items()}
             return st, values
 
-        return lax.scan(one_block, state, jnp.arange(blocks, dtype=t0.dtype))
+        state, metrics = lax.scan(one_block, state, jnp.arange(blocks, dtype=t0.dtype))
+        return state, {k: v.T for k, v in metrics.items()}
 
     return init, chunk, evaluate
 
@@ -284,8 +301,7 @@ def build_program(problem: Problem, make_optimizer, static: dict, dynamic: tuple
         state = unpack(packed, abstract_state)
         state = lax.cond(start, lambda: jax.vmap(init, in_axes=(0, 0, None, None))(seeds, hparams, data[0], data[1]),
                          lambda: state)
-        state, metrics = jax.vmap(chunk, in_axes=(0, 0, 0, 0, None, None, None, None))(
-            state, seeds, hparams, slots, schedule, data, t0, factor)
+        state, metrics = chunk(state, seeds, hparams, slots, schedule, data, t0, factor)
         return pack(state), metrics
 
     jitted = jax.jit(program, donate_argnums=(0,))
