@@ -6,6 +6,7 @@ Most sweeps here share one program shape (tests/sweep_problem.spec: 40 steps, ch
 """
 import dataclasses
 import json
+import sqlite3
 
 import jax
 import numpy as np
@@ -148,6 +149,33 @@ def test_ctrl_c_then_resume_gives_the_uninterrupted_result(tmp_path):
     # batch 0 continues from step 20 (one chunk), batch 1 starts afresh (two chunks)
     assert steps == [20, 40, 40] and resumed.status == "done"
     assert_same_runs(full, resumed, np.s_[:], np.s_[:])
+
+
+def test_a_sweep_begun_under_another_program_version_is_not_resumed(tmp_path):
+    path = tmp_path / "lab.sqlite"
+
+    def interrupt(info):
+        if info["step"] == 20:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec(), store=path, progress=False, on_chunk=interrupt)
+    with storelib.Store(path) as db:
+        (row,) = db.list_sweeps()
+        assert db.find_sweep(row["fingerprint"])["execution"]["program_version"] == prog.PROGRAM_VERSION
+    with sqlite3.connect(path) as conn:   # as a sweep stored before versions were recorded looks
+        (execution,) = conn.execute("SELECT execution FROM sweeps").fetchone()
+        old = {k: v for k, v in json.loads(execution).items() if k != "program_version"}
+        conn.execute("UPDATE sweeps SET execution = ?", (json.dumps(old),))
+    with pytest.raises(ValueError, match=f"version 1 of the engine's compiled program and this is version "
+                                         f"{prog.PROGRAM_VERSION}.*rerun=True"):
+        run_sweep(spec(), store=path, progress=False)
+    with storelib.Store(path) as db:                               # nothing was lost or changed
+        (row,) = db.list_sweeps()
+        assert row["status"] == "interrupted" and db.checkpoint(row["id"], 0)[0] == 20
+    fresh = run_sweep(spec(), store=path, progress=False, rerun=True)
+    assert fresh.status == "done" and fresh.sweep_id != row["id"]
+    assert_same_runs(fresh, run_sweep(spec(), store=":memory:", progress=False), np.s_[:], np.s_[:])
 
 
 def test_progress_bar_reports_runs_and_divergence(capfd):

@@ -10,7 +10,9 @@ progress bar and calls ``on_chunk``.  A batch stops early once all its runs dive
 A sweep is identified by its fingerprint (:func:`lab.sweep.plan_sweep`): a finished sweep
 with the same fingerprint is returned from the database without running anything; an
 unfinished one (interrupted, killed, failed) is resumed from its last committed chunk
-with the batch plan it was started with; ``rerun=True`` starts a fresh copy.
+with the batch plan it was started with, provided it began under this version of the
+compiled program (:data:`lab.sweep.program.PROGRAM_VERSION`; otherwise a ``ValueError`` says
+so and nothing is touched); ``rerun=True`` starts a fresh copy.
 """
 from __future__ import annotations
 
@@ -82,13 +84,15 @@ def _run_here(spec, plan, db, devices, progress, rerun, on_chunk, share=None) ->
         return db.load(found["id"])
     if found is None:
         per_device = _choose_runs_per_device(spec, plan, problems, devices[0])
-        execution = {"runs_per_device": per_device, "chunk_steps": spec.chunk_steps, "devices": len(devices)}
+        execution = {"runs_per_device": per_device, "chunk_steps": spec.chunk_steps, "devices": len(devices),
+                     "program_version": prog.PROGRAM_VERSION}
         if share is not None:
             execution["process"] = list(share)
         sweep_id = db.create_sweep(
             study=plan.study, fingerprint=plan.fingerprint, config=plan.config, execution=execution,
             environment=_environment(devices), metrics=metrics, runs=_batch_rows(plan, per_device))
     else:
+        _check_resumable(found, plan.study)
         sweep_id, per_device = found["id"], found["execution"]["runs_per_device"]
     _execute(spec, plan, problems, db, sweep_id, per_device, devices, progress, on_chunk, share)
     return db.load(sweep_id)
@@ -138,6 +142,19 @@ def part_path(store: str | Path, index: int, count: int) -> Path:
     """The database process ``index`` of ``count`` writes its share of a sweep into."""
     store = Path(store)
     return store.with_name(f"{store.stem}.part{index}of{count}{store.suffix}")
+
+
+def _check_resumable(found: dict, study: str) -> None:
+    """Refuse to continue an unfinished sweep that began under another version of the compiled
+    program: its later steps would round differently, so the result would equal neither an
+    uninterrupted run of the old program nor of the new."""
+    version = found["execution"].get("program_version", 1)
+    if version != prog.PROGRAM_VERSION:
+        raise ValueError(
+            f"sweep {found['id']} of study {study!r} was started by version {version} of the engine's compiled "
+            f"program and this is version {prog.PROGRAM_VERSION}; resuming it would mix two programs whose float "
+            f"rounding differs. Run it afresh with rerun=True (lab run --rerun); the unfinished sweep stays in "
+            f"the database")
 
 
 def _done_sweep(path: Path, fingerprint: str) -> dict | None:
@@ -202,6 +219,7 @@ def _merge_parts(plan, path: Path, parts: dict, count: int, devices) -> SweepRes
             sweep_id = db.create_sweep(
                 study=plan.study, fingerprint=plan.fingerprint, config=plan.config,
                 execution={"runs_per_device": per_device, "chunk_steps": executions[0]["chunk_steps"],
+                           "program_version": prog.PROGRAM_VERSION,
                            "devices": sum(e["devices"] for e in executions), "process_count": count,
                            "parts": {str(i): parts[i] for i in range(count)}},
                 environment={**_environment(devices), "process_count": count}, metrics=sources[0].metric_names(parts[0]),

@@ -57,6 +57,12 @@ from lab.sweep.spec import Problem
 
 TRAIN_METRICS = ("train_loss", "grad_norm", "update_norm", "param_norm")
 
+# Raised whenever a change to the compiled program may move a run's numbers, if only at float
+# rounding (XLA fuses a different program differently).  A sweep records the version it
+# started under and is only resumed under the same one (lab.sweep.engine).  1: every sweep
+# stored before versions were recorded; 2: the divergence freeze decided per batch.
+PROGRAM_VERSION = 2
+
 # Compiled executables by the text of their lowered program: {"calls": by device id, "source":
 # the one compiled in this process that load_on copies}, so a second sweep over the same shapes
 # in this process skips XLA; the oldest programs are dropped.
