@@ -35,6 +35,7 @@ STYLE = {
     "savefig.dpi": 150,
     "savefig.bbox": "tight",
     "svg.fonttype": "none",
+    "svg.hashsalt": "lab",   # fixed element ids: the same figure gives the same file
 }
 
 
@@ -71,12 +72,13 @@ def theory(ax, value, *, orientation: str = "v", label=None, color="0.2"):
 
 
 def save(fig, directory, name: str) -> tuple[Path, Path]:
-    """Write ``directory/name.png`` (150 dpi) and ``directory/name.svg``; close the figure."""
+    """Write ``directory/name.png`` (150 dpi) and ``directory/name.svg``; close the figure.
+    Neither file records a date, so the same figure drawn again gives the same bytes."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     png, svg = directory / f"{name}.png", directory / f"{name}.svg"
     with plt.rc_context(STYLE):
         fig.savefig(png, dpi=150)
-        fig.savefig(svg)
+        fig.savefig(svg, metadata={"Date": None})
     plt.close(fig)
     return png, svg

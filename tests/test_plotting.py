@@ -22,3 +22,15 @@ def test_palette_is_okabe_ito():
     assert plotting.PALETTE[0] == "#0072B2" and len(set(plotting.PALETTE)) == 8
     fig, axes = plotting.figure(3)
     assert len(axes) == 3
+
+
+def test_the_same_figure_saves_to_the_same_bytes(tmp_path):
+    files = []
+    for out in ("a", "b"):   # drawn twice, as two runs of a study would
+        fig, ax = plotting.figure()
+        plotting.median_band(ax, np.arange(4.0), np.ones((3, 4)), label="runs")
+        ax.legend()
+        files.append(plotting.save(fig, tmp_path / out, "same"))
+    (png_a, svg_a), (png_b, svg_b) = files
+    assert png_a.read_bytes() == png_b.read_bytes()
+    assert svg_a.read_bytes() == svg_b.read_bytes() and b"<dc:date>" not in svg_a.read_bytes()
