@@ -206,6 +206,30 @@ def test_frozen_run_parameters_stop_changing(base):
         np.testing.assert_array_equal(np.asarray(after)[0], np.asarray(after)[2])  # same seed and lr
 
 
+def test_the_batch_level_freeze_gives_the_select_every_step_bits():
+    # CPU programs skip the per-run select when every run took its step; accelerators select
+    # at every step.  Both must give the same numbers, with and without a diverging run.
+    static = {"batch_size": 16, "width": 16}
+    problem = STUDY.make_problem(static)
+    data = tuple(jax.numpy.asarray(a) for a in prog.problem_data(problem))
+    sched = np.stack([prog.batch_schedule(0, 64, 16, 0, 20)] * 4)
+    seeds, slots = np.zeros(4, np.uint32), np.zeros(4, np.int32)
+    outputs = {}
+    for by_batch in (True, False):
+        init, chunk, _ = prog._per_run_functions(problem, STUDY.make_optimizer, static, ("learning_rate", "momentum"),
+                                                 steps=20, every=10, blocks=2, freeze_by_batch=by_batch)
+        for lr in (0.1, 60.0):
+            hp = np.array([[0.1, 0.9], [lr, 0.9], [0.03, 0.9], [0.3, 0.9]])
+            state = jax.vmap(init, in_axes=(0, 0, None, None))(seeds, hp, data[0], data[1])
+            out = jax.jit(chunk)(state, seeds, hp, slots, sched, data, np.int32(0), np.float64(3.0))
+            outputs[by_batch, lr] = out
+    assert (np.asarray(outputs[True, 60.0][0].diverged_step) >= 0).tolist() == [False, True, False, False]
+    assert (np.asarray(outputs[True, 0.1][0].diverged_step) == -1).all()
+    for lr in (0.1, 60.0):
+        for a, b in zip(jax.tree.leaves(outputs[True, lr]), jax.tree.leaves(outputs[False, lr])):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_bad_input_stops_before_any_compute(tmp_path, monkeypatch):
     def no_compile(*args, **kwargs):
         raise AssertionError("compiled despite bad input")

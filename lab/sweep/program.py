@@ -13,11 +13,13 @@ steps for every run of a batch on device ``k`` and returns ``(state, metrics)``.
   without, since the norms are recorded at that step only,
 * freezes a run at the first step whose loss is not finite or exceeds ``factor`` times the
   absolute value of its first loss: that update and every later one are discarded and the
-  step is kept in ``diverged_step``; the other runs are untouched.  The only value that
-  crosses the run axis is whether every run took its step: if so the new state is kept as
-  it is, else a select per run restores the old state of the others.  Both give an
+  step is kept in ``diverged_step``; the other runs are untouched.  On a CPU the only value
+  that crosses the run axis is whether every run took its step: if so the new state is kept
+  as it is, else a select per run restores the old state of the others.  Both give an
   accepting run the same bits; the first (XLA copies the state out of the branch) reads
-  one state where the select reads two: 4% faster on the reference sweep of BENCHMARKS.md,
+  one state where the select reads two: 4% faster on the reference sweep of BENCHMARKS.md.
+  On an accelerator, whose host would wait on that predicate at every step, the select
+  runs at every step,
 * ignores steps at or after ``steps``, so a last, partial call reuses the executable,
 * with ``sharpness_iters > 0``, adds the metric ``sharpness`` (see ``SweepSpec``).
 
@@ -191,8 +193,11 @@ def runs_per_device(run_bytes: int, device, *, cap: int | None = None) -> int:
 
 def _per_run_functions(problem: Problem, make_optimizer, static: dict, dynamic: tuple, *,
                        steps: int, every: int, blocks: int, sharpness_iters: int = 0,
-                       sharpness_batch: int = 256):
-    """The per-run ``init`` and ``evaluate`` (vmapped by the caller) and the batch-level ``chunk``."""
+                       sharpness_batch: int = 256, freeze_by_batch: bool = False):
+    """The per-run ``init`` and ``evaluate`` (vmapped by the caller) and the batch-level
+    ``chunk``.  ``freeze_by_batch`` puts the divergence select behind a ``lax.cond`` on every
+    run taking its step (measured faster on CPU; an accelerator would wait on the predicate
+    each step, so elsewhere the select runs every step); the numbers are the same."""
     batch_size = int(static["batch_size"])
     sharp_n = min(int(sharpness_batch), int(np.shape(problem.x)[0]))
 
@@ -245,12 +250,16 @@ def _per_run_functions(problem: Problem, make_optimizer, static: dict, dynamic: 
             healthy = jnp.isfinite(loss) & ~(loss > limit)
             live = (st.diverged_step < 0) & (t < steps)
             accept = live & healthy
-            # When every run takes its step (the usual case) the new state is used as it is;
-            # otherwise the runs that do not take it keep their old state.  Both branches give
-            # every accepting run the same bits; the first reads one state instead of two.
-            params, opt_state = lax.cond(
-                jnp.all(accept), lambda: (params, opt_state),
-                lambda: jax.vmap(_select)(accept, (params, opt_state), (st.params, st.opt_state)))
+            # When every run takes its step (the usual case) the new state can be used as it
+            # is; otherwise the runs that do not take it keep their old state.  Both give every
+            # accepting run the same bits; the first reads one state instead of two.
+            def keep_old():
+                return jax.vmap(_select)(accept, (params, opt_state), (st.params, st.opt_state))
+
+            if freeze_by_batch:
+                params, opt_state = lax.cond(jnp.all(accept), lambda: (params, opt_state), keep_old)
+            else:
+                params, opt_state = keep_old()
             return RunState(params, opt_state, first, jnp.where(live & ~healthy, t.astype(jnp.int32),
                                                                 st.diverged_step)), out
 
@@ -297,9 +306,11 @@ def build_program(problem: Problem, make_optimizer, static: dict, dynamic: tuple
     On several CPU devices, a program that calls a host kernel (:func:`host_kernels`:
     LAPACK's eigh, solve, ...) is built for the first device only (``device_count`` 1)."""
 
+    devices = list(devices)
     init, chunk, evaluate = _per_run_functions(problem, make_optimizer, static, dynamic,
                                                steps=steps, every=every, blocks=blocks,
-                                               sharpness_iters=sharpness_iters, sharpness_batch=sharpness_batch)
+                                               sharpness_iters=sharpness_iters, sharpness_batch=sharpness_batch,
+                                               freeze_by_batch=devices[0].platform == "cpu")
     float_dtype = jnp.result_type(float)
     runs = runs_per_dev   # the batch of runs each executable computes
 
@@ -334,7 +345,6 @@ def build_program(problem: Problem, make_optimizer, static: dict, dynamic: tuple
                             sds((), jnp.int32), sds((), jnp.bool_), sds((), float_dtype))
 
     t = time.perf_counter()
-    devices = list(devices)
     first = lower(devices[0])
     text = first.as_text()
     if len(devices) > 1 and devices[0].platform == "cpu" and host_kernels(text):
