@@ -9,7 +9,8 @@ run in this one process on the same data, initial parameters and mini-batch sche
   (b) one jitted step with ``optax.inject_hyperparams``, Python loop over configs and steps;
   (c) a PyTorch loop with ``torch.optim.SGD`` (only when torch is importable);
   (d) the lab engine, ``lab.sweep.run_sweep`` (compile time reported apart);
-  (e) a bare ``lax.scan`` of the same step, vmapped over 16 runs per device on every device,
+  (e) a bare ``lax.scan`` of the same step, vmapped over 16 runs per device (or the first
+      ``--runs-per-device``) on every device,
       without divergence checks, metrics or a database: what the engine's step costs with
       nothing around it, the ceiling its bookkeeping is measured against.
 
@@ -191,7 +192,8 @@ def main(argv=None) -> int:
             rel = np.abs(ours - np.asarray(mean_b)) / np.abs(mean_b)
             print(f"    check: mean training loss over the {steps} steps, engine vs (b), relative difference "
                   f"by lr: " + ", ".join(f"{lr:.0e}: {r:.0e}" for (lr, _), r in zip(subset, rel)), flush=True)
-    rate_e = bare_rate(jax, jnp, np, loss, init, x, y, schedules, steps, args.repeats)
+    rate_e = bare_rate(jax, jnp, np, loss, init, x, y, schedules, steps, args.repeats,
+                       per_device=args.runs_per_device[0] or 16)   # 16: the engine's CPU choice
     print(f"(e) bare vmapped lax.scan of the same step on {len(jax.local_devices())} devices: {rate_e:9.0f} run-steps/s",
           flush=True)
     peak_end = matmul_peak(jax, jnp, np)
@@ -208,7 +210,7 @@ def main(argv=None) -> int:
               f"{rate / rate_a:.1f}x | {rate / rate_b:.1f}x | {vs_c} | {compile_s:.1f} | {wall:.1f} | {peak_rss:,.0f} |")
     n_dev = len(jax.local_devices())
     for name, count, per, rate in (("(a)", 1, "-", rate_a), ("(b)", 1, "-", rate_b), ("(c)", 1, "-", rate_c),
-                                   ("(e)", n_dev, 16, rate_e)):
+                                   ("(e)", n_dev, args.runs_per_device[0] or 16, rate_e)):
         if rate is not None:
             print(f"| {name} | {count} | {per} | {rate:,.0f} | {rate * flops / 1e9:.1f} | {100 * rate * flops / 1e9 / peak:.0f}% "
                   f"| | | | | | |")
@@ -231,7 +233,7 @@ def matmul_peak(jax, jnp, np, size=1024, repeats=40) -> float:
 def bare_rate(jax, jnp, np, loss, init, x, y, schedules, steps, repeats, per_device=16) -> float:
     """(e): run-steps/s of ``per_device`` runs on each local device, each device computing one
     jitted, vmapped ``lax.scan`` of :func:`lab.train.make_step` (SGD, momentum 0.9, learning
-    rates 1e-3..0.1 as traced scalars) over the seeds' schedules, with no divergence checks or
+    rates 1e-3..1 as traced scalars) over the seeds' schedules, with no divergence checks or
     metrics; every device is dispatched before any is awaited; the best of ``repeats``."""
     from lab import optim, train
 
@@ -250,7 +252,7 @@ def bare_rate(jax, jnp, np, loss, init, x, y, schedules, steps, repeats, per_dev
 
     program = jax.jit(jax.vmap(one, in_axes=(0, 0, None, None, None)))
     seeds = np.arange(per_device, dtype=np.uint32)
-    lrs = np.geomspace(1e-3, 0.1, per_device).astype(np.float32)
+    lrs = np.geomspace(1e-3, 1.0, per_device).astype(np.float32)   # the reference sweep's range
     args = [jax.device_put((seeds, lrs, x, y, sched), d) for d in jax.local_devices()]
     for a in args:
         program(*a).block_until_ready()          # compile (and load) first

@@ -230,6 +230,22 @@ class Store:
                           ((sweep_id, int(i), int(g), int(b), json.dumps(cfg), int(s)) for i, g, b, cfg, s in runs))
         return sweep_id
 
+    def execution(self, sweep_id: int) -> dict:
+        """How a sweep is being computed (JSON: runs per device, chunk steps, devices, programs)."""
+        row = self._conn.execute("SELECT execution FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no sweep {sweep_id} in {self.path}")
+        return json.loads(row[0])
+
+    def set_execution(self, sweep_id: int, execution: dict) -> None:
+        with self._transaction() as c:
+            c.execute("UPDATE sweeps SET execution = ? WHERE id = ?", (json.dumps(execution), sweep_id))
+
+    def checkpointed(self, sweep_id: int) -> set:
+        """Indices of the batches with a saved checkpoint (part-way through)."""
+        return {row[0] for row in self._conn.execute("SELECT batch_index FROM checkpoints WHERE sweep_id = ?",
+                                                     (sweep_id,))}
+
     def set_status(self, sweep_id: int, status: str, *, compile_seconds: float = 0.0,
                    run_seconds: float = 0.0) -> None:
         """Record a sweep's status; time spent is added to its totals; 'done' stamps the end."""

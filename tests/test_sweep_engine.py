@@ -151,7 +151,7 @@ def test_ctrl_c_then_resume_gives_the_uninterrupted_result(tmp_path):
     assert_same_runs(full, resumed, np.s_[:], np.s_[:])
 
 
-def test_a_sweep_begun_under_another_program_version_is_not_resumed(tmp_path):
+def test_a_sweep_begun_under_another_program_is_not_resumed(tmp_path):
     path = tmp_path / "lab.sqlite"
 
     def interrupt(info):
@@ -162,20 +162,38 @@ def test_a_sweep_begun_under_another_program_version_is_not_resumed(tmp_path):
         run_sweep(spec(), store=path, progress=False, on_chunk=interrupt)
     with storelib.Store(path) as db:
         (row,) = db.list_sweeps()
-        assert db.find_sweep(row["fingerprint"])["execution"]["program_version"] == prog.PROGRAM_VERSION
-    with sqlite3.connect(path) as conn:   # as a sweep stored before versions were recorded looks
-        (execution,) = conn.execute("SELECT execution FROM sweeps").fetchone()
-        old = {k: v for k, v in json.loads(execution).items() if k != "program_version"}
-        conn.execute("UPDATE sweeps SET execution = ?", (json.dumps(old),))
-    with pytest.raises(ValueError, match=f"version 1 of the engine's compiled program and this is version "
-                                         f"{prog.PROGRAM_VERSION}.*rerun=True"):
-        run_sweep(spec(), store=path, progress=False)
-    with storelib.Store(path) as db:                               # nothing was lost or changed
-        (row,) = db.list_sweeps()
-        assert row["status"] == "interrupted" and db.checkpoint(row["id"], 0)[0] == 20
-    fresh = run_sweep(spec(), store=path, progress=False, rerun=True)
-    assert fresh.status == "done" and fresh.sweep_id != row["id"]
-    assert_same_runs(fresh, run_sweep(spec(), store=":memory:", progress=False), np.s_[:], np.s_[:])
+        recorded = db.execution(row["id"])["programs"]
+    assert list(recorded) == ["0"] and len(recorded["0"]) == 64          # one static group, a sha256
+
+    def tamper(programs):
+        with sqlite3.connect(path) as conn:
+            (execution,) = conn.execute("SELECT execution FROM sweeps").fetchone()
+            execution = json.loads(execution)
+            if programs is None:
+                del execution["programs"]                 # as a sweep stored before programs were recorded
+            else:
+                execution["programs"] = programs
+            conn.execute("UPDATE sweeps SET execution = ?", (json.dumps(execution),))
+
+    for programs, why in (({"0": "0" * 64}, "another compiled program"), (None, "before the engine recorded")):
+        tamper(programs)
+        with pytest.raises(ValueError, match=f"static group .*{why}.*rerun=True"):
+            run_sweep(spec(), store=path, progress=False)
+        with storelib.Store(path) as db:                           # nothing was lost or changed
+            (row,) = db.list_sweeps()
+            assert row["status"] == "interrupted" and db.checkpoint(row["id"], 0)[0] == 20
+    tamper(recorded)                                               # the same program again: it resumes
+    resumed = run_sweep(spec(), store=path, progress=False)
+    assert resumed.status == "done" and resumed.sweep_id == row["id"]
+    assert_same_runs(resumed, run_sweep(spec(), store=":memory:", progress=False), np.s_[:], np.s_[:])
+
+
+def test_parts_that_ran_a_group_under_different_programs_are_not_merged():
+    from lab.sweep import engine
+    same = [{"programs": {"0": "a", "1": "b"}}, {"programs": {"0": "a"}}, {}]
+    assert engine._merged_programs(same) == {"0": "a", "1": "b"}
+    with pytest.raises(ValueError, match="static group 1 under different compiled programs"):
+        engine._merged_programs([{"programs": {"1": "b"}}, {"programs": {"1": "c"}}])
 
 
 def test_progress_bar_reports_runs_and_divergence(capfd):

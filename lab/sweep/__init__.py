@@ -35,7 +35,8 @@ The model::
   (:func:`lab.sweep.program.build_program` says why).
 * Results go to :mod:`lab.store`; a finished sweep is never rerun unless ``rerun=True``,
   and an interrupted one resumes from its last committed chunk with identical results
-  (one begun under another version of the compiled program is refused: ``rerun=True``).
+  (one whose compiled program changed since it began, by new code, jaxlib, XLA flags or
+  device kind, is refused: ``rerun=True``).
 
 Determinism: per-run randomness comes only from (seed, step); on CPU a run's numbers are
 bitwise the same whatever the chunking, grid layout or device count, at a fixed

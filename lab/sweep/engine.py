@@ -10,9 +10,10 @@ progress bar and calls ``on_chunk``.  A batch stops early once all its runs dive
 A sweep is identified by its fingerprint (:func:`lab.sweep.plan_sweep`): a finished sweep
 with the same fingerprint is returned from the database without running anything; an
 unfinished one (interrupted, killed, failed) is resumed from its last committed chunk
-with the batch plan it was started with, provided it began under this version of the
-compiled program (:data:`lab.sweep.program.PROGRAM_VERSION`; otherwise a ``ValueError`` says
-so and nothing is touched); ``rerun=True`` starts a fresh copy.
+with the batch plan it was started with, provided every static group it has begun would
+run the same compiled program again (:func:`lab.sweep.program.program_identity`, recorded
+per group: the lowered program, jaxlib, XLA flags and device kind); otherwise a
+``ValueError`` says so and nothing is touched.  ``rerun=True`` starts a fresh copy.
 """
 from __future__ import annotations
 
@@ -85,15 +86,15 @@ def _run_here(spec, plan, db, devices, progress, rerun, on_chunk, share=None) ->
     if found is None:
         per_device = _choose_runs_per_device(spec, plan, problems, devices[0])
         execution = {"runs_per_device": per_device, "chunk_steps": spec.chunk_steps, "devices": len(devices),
-                     "program_version": prog.PROGRAM_VERSION}
+                     "programs": {}}
         if share is not None:
             execution["process"] = list(share)
         sweep_id = db.create_sweep(
             study=plan.study, fingerprint=plan.fingerprint, config=plan.config, execution=execution,
             environment=_environment(devices), metrics=metrics, runs=_batch_rows(plan, per_device))
     else:
-        _check_resumable(found, plan.study)
         sweep_id, per_device = found["id"], found["execution"]["runs_per_device"]
+        _check_resumable(spec, plan, problems, db, found, devices, share)
     _execute(spec, plan, problems, db, sweep_id, per_device, devices, progress, on_chunk, share)
     return db.load(sweep_id)
 
@@ -144,17 +145,50 @@ def part_path(store: str | Path, index: int, count: int) -> Path:
     return store.with_name(f"{store.stem}.part{index}of{count}{store.suffix}")
 
 
-def _check_resumable(found: dict, study: str) -> None:
-    """Refuse to continue an unfinished sweep that began under another version of the compiled
-    program: its later steps would round differently, so the result would equal neither an
-    uninterrupted run of the old program nor of the new."""
-    version = found["execution"].get("program_version", 1)
-    if version != prog.PROGRAM_VERSION:
+def _blocks(spec: SweepSpec) -> int:
+    """Evaluation blocks per call of a group's program."""
+    return max(1, min(spec.chunk_steps // spec.eval_every, spec.steps // spec.eval_every))
+
+
+def _identity(spec, plan, group, problem, per_device, device) -> str:
+    rpd = per_device[str(group.index)]
+    return prog.identity_of(problem, spec.study.make_optimizer, group.static, plan.dynamic, steps=spec.steps,
+                            every=spec.eval_every, blocks=_blocks(spec), runs_per_dev=rpd, device=device,
+                            schedule_rows=_schedule_rows(plan, rpd), sharpness_iters=spec.sharpness_iters,
+                            sharpness_batch=spec.sharpness_batch)
+
+
+def _check_resumable(spec, plan, problems, db, found, devices, share) -> None:
+    """Refuse, before any compute, to continue a static group that has begun (a batch finished
+    or checkpointed) under another compiled program than the one it would run now: its later
+    steps would round differently, so the result would equal no uninterrupted run."""
+    sweep_id, recorded = found["id"], found["execution"].get("programs")
+    per_device = found["execution"]["runs_per_device"]
+    batches, checkpointed = db.batches(sweep_id), db.checkpointed(sweep_id)
+    for group, problem in zip(plan.groups, problems):
+        mine = [b for b, v in batches.items() if v[0] == group.index]
+        pending = [b for b in mine if not batches[b][2] and (share is None or b % share[1] == share[0])]
+        if not pending or not any(batches[b][2] or b in checkpointed for b in mine):
+            continue
+        stored = None if recorded is None else recorded.get(str(group.index))
+        if stored is not None and stored == _identity(spec, plan, group, problem, per_device, devices[0]):
+            continue
+        why = ("was begun before the engine recorded its compiled programs" if stored is None else
+               "was begun under another compiled program than this code, jaxlib, XLA flags and device give now")
         raise ValueError(
-            f"sweep {found['id']} of study {study!r} was started by version {version} of the engine's compiled "
-            f"program and this is version {prog.PROGRAM_VERSION}; resuming it would mix two programs whose float "
-            f"rounding differs. Run it afresh with rerun=True (lab run --rerun); the unfinished sweep stays in "
-            f"the database")
+            f"sweep {sweep_id} of study {plan.study!r}: static group {group.static} {why}; continuing it would "
+            f"mix two programs whose float rounding differs. Start it afresh with rerun=True (the lab run "
+            f"option --rerun); the unfinished sweep stays in the database")
+
+
+def _record_program(db, sweep_id: int, group: int, identity: str) -> None:
+    """Note the program a group runs under (a group that has begun was checked, before it
+    resumed, to run under the one it began with)."""
+    execution = db.execution(sweep_id)
+    programs = execution.setdefault("programs", {})
+    if programs.get(str(group)) != identity:
+        programs[str(group)] = identity
+        db.set_execution(sweep_id, execution)
 
 
 def _done_sweep(path: Path, fingerprint: str) -> dict | None:
@@ -206,6 +240,19 @@ def _run_in_parts(spec, plan, store, index, count, devices, progress, rerun, on_
     return _merge_parts(plan, path, parts, count, devices)
 
 
+def _merged_programs(executions: list) -> dict:
+    """The programs the parts ran each group under; parts that ran a group under different
+    programs (one resumed after an upgrade, another not) are refused."""
+    merged: dict = {}
+    for e in executions:
+        for group, identity in e.get("programs", {}).items():
+            if merged.setdefault(group, identity) != identity:
+                raise ValueError(f"the parts of the sweep ran static group {group} under different compiled programs "
+                                 f"(code, jaxlib, XLA flags or device kind changed between them); rerun every "
+                                 f"process with rerun=True")
+    return merged
+
+
 def _merge_parts(plan, path: Path, parts: dict, count: int, devices) -> SweepResult:
     """Copy every process's share into one fresh sweep in ``path``."""
     sources = [Store(part_path(path, i, count)) for i in range(count)]
@@ -219,7 +266,7 @@ def _merge_parts(plan, path: Path, parts: dict, count: int, devices) -> SweepRes
             sweep_id = db.create_sweep(
                 study=plan.study, fingerprint=plan.fingerprint, config=plan.config,
                 execution={"runs_per_device": per_device, "chunk_steps": executions[0]["chunk_steps"],
-                           "program_version": prog.PROGRAM_VERSION,
+                           "programs": _merged_programs(executions),
                            "devices": sum(e["devices"] for e in executions), "process_count": count,
                            "parts": {str(i): parts[i] for i in range(count)}},
                 environment={**_environment(devices), "process_count": count}, metrics=sources[0].metric_names(parts[0]),
@@ -327,7 +374,7 @@ def _environment(devices) -> dict:
 
 def _execute(spec, plan, problems, db, sweep_id, per_device, devices, progress, on_chunk, share=None) -> None:
     steps, every = spec.steps, spec.eval_every
-    blocks = max(1, min(spec.chunk_steps // every, steps // every))
+    blocks = _blocks(spec)
     batches = db.batches(sweep_id)
     pending = {b: v for b, v in batches.items() if not v[2] and (share is None or b % share[1] == share[0])}
     starts = {b: (db.checkpoint(sweep_id, b) or (0, None)) for b in pending}
@@ -349,6 +396,7 @@ def _execute(spec, plan, problems, db, sweep_id, per_device, devices, progress, 
                                          schedule_rows=_schedule_rows(plan, per_device[str(group.index)]),
                                          sharpness_iters=spec.sharpness_iters, sharpness_batch=spec.sharpness_batch)
             compile_seconds += program.compile_seconds
+            _record_program(db, sweep_id, group.index, program.identity)
             data = [jax.device_put(prog.problem_data(problem), d) for d in program.devices]
             t = time.perf_counter()
             for call in _calls(mine, program.device_count):

@@ -59,11 +59,6 @@ from lab.sweep.spec import Problem
 
 TRAIN_METRICS = ("train_loss", "grad_norm", "update_norm", "param_norm")
 
-# Raised whenever a change to the compiled program may move a run's numbers, if only at float
-# rounding (XLA fuses a different program differently).  A sweep records the version it
-# started under and is only resumed under the same one (lab.sweep.engine).  1: every sweep
-# stored before versions were recorded; 2: the divergence freeze decided per batch.
-PROGRAM_VERSION = 2
 
 # Compiled executables by the text of their lowered program: {"calls": by device id, "source":
 # the one compiled in this process that load_on copies}, so a second sweep over the same shapes
@@ -95,6 +90,7 @@ class Program(NamedTuple):
     state_shapes: Any         # RunState of ShapeDtypeStruct (packed), batch axis (runs_per_device) first
     schedule_shape: tuple     # (seeds, steps, batch_size) of the schedule argument
     compile_seconds: float
+    identity: str             # program_identity of the code: equal identities, equal numbers
 
     @property
     def call(self) -> Callable:
@@ -307,10 +303,71 @@ def build_program(problem: Problem, make_optimizer, static: dict, dynamic: tuple
     LAPACK's eigh, solve, ...) is built for the first device only (``device_count`` 1)."""
 
     devices = list(devices)
+    lower, state_shapes, schedule_shape = _lowering(
+        problem, make_optimizer, static, dynamic, steps=steps, every=every, blocks=blocks,
+        runs_per_dev=runs_per_dev, platform=devices[0].platform, schedule_rows=schedule_rows,
+        sharpness_iters=sharpness_iters, sharpness_batch=sharpness_batch)
+    t = time.perf_counter()
+    first = lower(devices[0])
+    text = first.as_text()
+    if len(devices) > 1 and devices[0].platform == "cpu" and host_kernels(text):
+        # jaxlib's CPU linear-algebra kernels split a batch over XLA's CPU thread pool and
+        # block until it is done; when every pool thread is running one device's program,
+        # nothing is left to do that work and the call never returns (seen with a batched
+        # eigh on 2 devices of a 2-core CPU).  Such programs run on one device.
+        devices = devices[:1]
+    entry = _COMPILED.setdefault(hashlib.sha256(text.encode()).hexdigest(), {"source": None, "calls": {}})
+    for device in devices:
+        if device.id in entry["calls"]:
+            continue
+        loaded = None if entry["source"] is None else load_on(entry["source"], device)
+        if loaded is None:
+            hits = _CACHE_HITS[0]
+            loaded = (first if device == devices[0] else lower(device)).compile()
+            if _CACHE_HITS[0] == hits and entry["source"] is None:
+                entry["source"] = loaded      # compiled here, not read from JAX's persistent cache
+        entry["calls"][device.id] = loaded
+    calls = tuple(entry["calls"][d.id] for d in devices)
+    while len(_COMPILED) > _COMPILED_MAX:
+        _COMPILED.pop(next(iter(_COMPILED)))
+    compile_seconds = time.perf_counter() - t
+    return Program(calls, tuple(devices), tuple(calls[0].out_info[1]), state_shapes, schedule_shape, compile_seconds,
+                   program_identity(text, devices[0]))
+
+
+def program_identity(lowered_text: str, device) -> str:
+    """What fixes a compiled program's numbers, as one hash: the lowered program (without
+    source locations), the jaxlib that compiles it, ``XLA_FLAGS`` (less the host device
+    count, which changes no number) and the kind of device.  A sweep records it per static
+    group and is resumed only under the same identity (:mod:`lab.sweep.engine`)."""
+    import jaxlib
+
+    flags = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
+                     if not f.startswith("--xla_force_host_platform_device_count"))
+    parts = (lowered_text, jaxlib.__version__, flags, device.platform, device.device_kind)
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def identity_of(problem: Problem, make_optimizer, static: dict, dynamic: tuple, *, steps: int, every: int,
+                blocks: int, runs_per_dev: int, device, schedule_rows: int, sharpness_iters: int = 0,
+                sharpness_batch: int = 256) -> str:
+    """The :func:`program_identity` that :func:`build_program` would give the same arguments
+    (its first device ``device``), from lowering alone, without compiling."""
+    lower, _, _ = _lowering(problem, make_optimizer, static, dynamic, steps=steps, every=every, blocks=blocks,
+                            runs_per_dev=runs_per_dev, platform=device.platform, schedule_rows=schedule_rows,
+                            sharpness_iters=sharpness_iters, sharpness_batch=sharpness_batch)
+    return program_identity(lower(device).as_text(), device)
+
+
+def _lowering(problem: Problem, make_optimizer, static: dict, dynamic: tuple, *, steps: int, every: int,
+              blocks: int, runs_per_dev: int, platform: str, schedule_rows: int, sharpness_iters: int,
+              sharpness_batch: int):
+    """``(lower, state_shapes, schedule_shape)``: ``lower(device)`` lowers the group's program
+    for that device alone."""
     init, chunk, evaluate = _per_run_functions(problem, make_optimizer, static, dynamic,
                                                steps=steps, every=every, blocks=blocks,
                                                sharpness_iters=sharpness_iters, sharpness_batch=sharpness_batch,
-                                               freeze_by_batch=devices[0].platform == "cpu")
+                                               freeze_by_batch=platform == "cpu")
     float_dtype = jnp.result_type(float)
     runs = runs_per_dev   # the batch of runs each executable computes
 
@@ -344,31 +401,7 @@ def build_program(problem: Problem, make_optimizer, static: dict, dynamic: tuple
                             tuple(sds(np.shape(a), a.dtype) for a in data),
                             sds((), jnp.int32), sds((), jnp.bool_), sds((), float_dtype))
 
-    t = time.perf_counter()
-    first = lower(devices[0])
-    text = first.as_text()
-    if len(devices) > 1 and devices[0].platform == "cpu" and host_kernels(text):
-        # jaxlib's CPU linear-algebra kernels split a batch over XLA's CPU thread pool and
-        # block until it is done; when every pool thread is running one device's program,
-        # nothing is left to do that work and the call never returns (seen with a batched
-        # eigh on 2 devices of a 2-core CPU).  Such programs run on one device.
-        devices = devices[:1]
-    entry = _COMPILED.setdefault(hashlib.sha256(text.encode()).hexdigest(), {"source": None, "calls": {}})
-    for device in devices:
-        if device.id in entry["calls"]:
-            continue
-        loaded = None if entry["source"] is None else load_on(entry["source"], device)
-        if loaded is None:
-            hits = _CACHE_HITS[0]
-            loaded = (first if device == devices[0] else lower(device)).compile()
-            if _CACHE_HITS[0] == hits and entry["source"] is None:
-                entry["source"] = loaded      # compiled here, not read from JAX's persistent cache
-        entry["calls"][device.id] = loaded
-    calls = tuple(entry["calls"][d.id] for d in devices)
-    while len(_COMPILED) > _COMPILED_MAX:
-        _COMPILED.pop(next(iter(_COMPILED)))
-    compile_seconds = time.perf_counter() - t
-    return Program(calls, tuple(devices), tuple(calls[0].out_info[1]), state_shapes, schedule_shape, compile_seconds)
+    return lower, state_shapes, schedule_shape
 
 
 def load_on(compiled, device):
