@@ -130,16 +130,20 @@ def test_the_same_config_is_not_run_twice_unless_asked(tmp_path):
         assert [s["status"] for s in db.list_sweeps()] == ["done", "done"]
 
 
-def test_ctrl_c_then_resume_gives_the_uninterrupted_result(tmp_path):
-    path = tmp_path / "lab.sqlite"
-    full = run_sweep(spec(), store=":memory:", progress=False)
-
+def _interrupt_at_step_20(path):
+    """Run spec() into ``path`` and stop it with Ctrl-C after its chunk ending at step 20."""
     def interrupt(info):
         if info["step"] == 20:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         run_sweep(spec(), store=path, progress=False, on_chunk=interrupt)
+
+
+def test_ctrl_c_then_resume_gives_the_uninterrupted_result(tmp_path):
+    path = tmp_path / "lab.sqlite"
+    full = run_sweep(spec(), store=":memory:", progress=False)
+    _interrupt_at_step_20(path)
     with storelib.Store(path) as db:
         (row,) = db.list_sweeps()
         assert row["status"] == "interrupted"
@@ -153,13 +157,7 @@ def test_ctrl_c_then_resume_gives_the_uninterrupted_result(tmp_path):
 
 def test_a_sweep_begun_under_another_program_is_not_resumed(tmp_path):
     path = tmp_path / "lab.sqlite"
-
-    def interrupt(info):
-        if info["step"] == 20:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        run_sweep(spec(), store=path, progress=False, on_chunk=interrupt)
+    _interrupt_at_step_20(path)
     with storelib.Store(path) as db:
         (row,) = db.list_sweeps()
         recorded = db.execution(row["id"])["programs"]
@@ -234,7 +232,7 @@ def test_the_batch_level_freeze_gives_the_select_every_step_bits():
     seeds, slots = np.zeros(4, np.uint32), np.zeros(4, np.int32)
     outputs = {}
     for by_batch in (True, False):
-        init, chunk, _ = prog._per_run_functions(problem, STUDY.make_optimizer, static, ("learning_rate", "momentum"),
+        init, chunk, _ = prog._program_functions(problem, STUDY.make_optimizer, static, ("learning_rate", "momentum"),
                                                  steps=20, every=10, blocks=2, freeze_by_batch=by_batch)
         for lr in (0.1, 60.0):
             hp = np.array([[0.1, 0.9], [lr, 0.9], [0.03, 0.9], [0.3, 0.9]])

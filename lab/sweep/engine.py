@@ -150,12 +150,12 @@ def _blocks(spec: SweepSpec) -> int:
     return max(1, min(spec.chunk_steps // spec.eval_every, spec.steps // spec.eval_every))
 
 
-def _identity(spec, plan, group, problem, per_device, device) -> str:
+def _program_args(spec, plan, group, per_device) -> dict:
+    """What :func:`lab.sweep.program.build_program` (and ``identity_of``) take for ``group``."""
     rpd = per_device[str(group.index)]
-    return prog.identity_of(problem, spec.study.make_optimizer, group.static, plan.dynamic, steps=spec.steps,
-                            every=spec.eval_every, blocks=_blocks(spec), runs_per_dev=rpd, device=device,
-                            schedule_rows=_schedule_rows(plan, rpd), sharpness_iters=spec.sharpness_iters,
-                            sharpness_batch=spec.sharpness_batch)
+    return dict(steps=spec.steps, every=spec.eval_every, blocks=_blocks(spec), runs_per_dev=rpd,
+                schedule_rows=_schedule_rows(plan, rpd), sharpness_iters=spec.sharpness_iters,
+                sharpness_batch=spec.sharpness_batch)
 
 
 def _check_resumable(spec, plan, problems, db, found, devices, share) -> None:
@@ -171,7 +171,9 @@ def _check_resumable(spec, plan, problems, db, found, devices, share) -> None:
         if not pending or not any(batches[b][2] or b in checkpointed for b in mine):
             continue
         stored = None if recorded is None else recorded.get(str(group.index))
-        if stored is not None and stored == _identity(spec, plan, group, problem, per_device, devices[0]):
+        if stored is not None and stored == prog.identity_of(problem, spec.study.make_optimizer, group.static,
+                                                             plan.dynamic, device=devices[0],
+                                                             **_program_args(spec, plan, group, per_device)):
             continue
         why = ("was begun before the engine recorded its compiled programs" if stored is None else
                "was begun under another compiled program than this code, jaxlib, XLA flags and device give now")
@@ -308,7 +310,7 @@ def _build_problem(spec: SweepSpec, group) -> Problem:
 def _metric_names(spec: SweepSpec, plan: Plan, problems) -> list:
     names = None
     for group, problem in zip(plan.groups, problems):
-        init, _, evaluate = prog._per_run_functions(problem, spec.study.make_optimizer, group.static, plan.dynamic,
+        init, _, evaluate = prog._program_functions(problem, spec.study.make_optimizer, group.static, plan.dynamic,
                                                     steps=1, every=1, blocks=1)
         x, y, ex, ey = (jax.ShapeDtypeStruct(np.shape(a), a.dtype) for a in prog.problem_data(problem))
         state = jax.eval_shape(init, jax.ShapeDtypeStruct((), np.uint32),
@@ -373,8 +375,7 @@ def _environment(devices) -> dict:
 
 
 def _execute(spec, plan, problems, db, sweep_id, per_device, devices, progress, on_chunk, share=None) -> None:
-    steps, every = spec.steps, spec.eval_every
-    blocks = _blocks(spec)
+    steps = spec.steps
     batches = db.batches(sweep_id)
     pending = {b: v for b, v in batches.items() if not v[2] and (share is None or b % share[1] == share[0])}
     starts = {b: (db.checkpoint(sweep_id, b) or (0, None)) for b in pending}
@@ -391,10 +392,7 @@ def _execute(spec, plan, problems, db, sweep_id, per_device, devices, progress, 
             # no more devices than batches: a device without a batch would compile for nothing
             used = devices[:min(len(devices), len(mine))]
             program = prog.build_program(problem, spec.study.make_optimizer, group.static, plan.dynamic,
-                                         steps=steps, every=every, blocks=blocks,
-                                         runs_per_dev=per_device[str(group.index)], devices=used,
-                                         schedule_rows=_schedule_rows(plan, per_device[str(group.index)]),
-                                         sharpness_iters=spec.sharpness_iters, sharpness_batch=spec.sharpness_batch)
+                                         devices=used, **_program_args(spec, plan, group, per_device))
             compile_seconds += program.compile_seconds
             _record_program(db, sweep_id, group.index, program.identity)
             data = [jax.device_put(prog.problem_data(problem), d) for d in program.devices]

@@ -187,7 +187,7 @@ def runs_per_device(run_bytes: int, device, *, cap: int | None = None) -> int:
 # --------------------------------------------------------------------------- the program
 
 
-def _per_run_functions(problem: Problem, make_optimizer, static: dict, dynamic: tuple, *,
+def _program_functions(problem: Problem, make_optimizer, static: dict, dynamic: tuple, *,
                        steps: int, every: int, blocks: int, sharpness_iters: int = 0,
                        sharpness_batch: int = 256, freeze_by_batch: bool = False):
     """The per-run ``init`` and ``evaluate`` (vmapped by the caller) and the batch-level
@@ -364,7 +364,7 @@ def _lowering(problem: Problem, make_optimizer, static: dict, dynamic: tuple, *,
               sharpness_batch: int):
     """``(lower, state_shapes, schedule_shape)``: ``lower(device)`` lowers the group's program
     for that device alone."""
-    init, chunk, evaluate = _per_run_functions(problem, make_optimizer, static, dynamic,
+    init, chunk, evaluate = _program_functions(problem, make_optimizer, static, dynamic,
                                                steps=steps, every=every, blocks=blocks,
                                                sharpness_iters=sharpness_iters, sharpness_batch=sharpness_batch,
                                                freeze_by_batch=platform == "cpu")
