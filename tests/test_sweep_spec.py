@@ -98,6 +98,15 @@ def test_batch_schedule_depends_only_on_seed_and_step():
     np.testing.assert_array_equal(prog.epoch_permutation(0, 0, 8), [3, 2, 1, 6, 0, 7, 4, 5])
 
 
+def test_engine_draws_each_window_once_and_keeps_only_what_fits():
+    from lab.sweep import engine
+    windows = engine._Windows(50, 10, 8, max_bytes=2 * 4 * 10 * 8)     # room for two windows
+    for seed, start in [(11, 0), (11, 10), (12, 0), (11, 0)]:
+        np.testing.assert_array_equal(windows(seed, start), prog.batch_schedule(seed, 50, 8, start, 10))
+    assert sorted(windows.kept) == [(11, 0), (11, 10)]
+    assert windows(11, 0) is windows(11, 0)
+
+
 def test_runs_per_device_follows_memory_and_cap():
     cpu = jax.devices("cpu")[0]
     assert prog.runs_per_device(1000, cpu) == 16                 # CPU cap

@@ -6,6 +6,8 @@ compiles one program (:mod:`lab.sweep.program`) and calls it chunk after chunk o
 of ``runs_per_device * devices`` runs.  After every chunk it commits one transaction
 (curves, progress, divergence, a checkpoint of unfinished batches), advances the
 progress bar and calls ``on_chunk``.  A batch stops early once all its runs diverged.
+The next call's first chunk is dispatched before the current call is awaited, so the
+devices compute while the host commits; results do not depend on it.
 
 A sweep is identified by its fingerprint (:func:`lab.sweep.plan_sweep`): a finished sweep
 with the same fingerprint is returned from the database without running anything; an
@@ -381,7 +383,7 @@ def _execute(spec, plan, problems, db, sweep_id, per_device, devices, progress, 
     starts = {b: (db.checkpoint(sweep_id, b) or (0, None)) for b in pending}
     total = sum(len(runs) * (steps - starts[b][0]) for b, (_, runs, _) in pending.items())
     bar = _progress_bar(total, len(plan.seeds), progress)
-    diverged_total = 0
+    counts = {"diverged": 0}
     compile_seconds = run_seconds = 0.0
     status = "failed"
     try:
@@ -396,11 +398,19 @@ def _execute(spec, plan, problems, db, sweep_id, per_device, devices, progress, 
             compile_seconds += program.compile_seconds
             _record_program(db, sweep_id, group.index, program.identity)
             data = [jax.device_put(prog.problem_data(problem), d) for d in program.devices]
+            windows = _Windows(int(np.shape(problem.x)[0]), *program.schedule_shape[1:])
             t = time.perf_counter()
+            # Each call's first chunk is dispatched before the call ahead of it is awaited
+            # and committed, so the devices compute while the host writes the database.
+            ahead = None
             for call in _calls(mine, program.device_count):
-                diverged_total += _run_call(spec, plan, db, sweep_id, program, data, group.index,
-                                            [(b, pending[b][1], starts[b]) for b in call],
-                                            per_device[str(group.index)], bar, diverged_total, on_chunk)
+                run = _CallRun(spec, plan, program, data, windows, group.index,
+                               [(b, pending[b][1], starts[b]) for b in call], per_device[str(group.index)])
+                run.dispatch()
+                if ahead is not None:
+                    ahead.run_to_end(db, sweep_id, bar, counts, on_chunk)
+                ahead = run
+            ahead.run_to_end(db, sweep_id, bar, counts, on_chunk)
             run_seconds += time.perf_counter() - t
         status = "done"
     except KeyboardInterrupt:
@@ -432,73 +442,104 @@ def _calls(mine: list, n_devices: int) -> list:
     return calls
 
 
-def _run_call(spec, plan, db, sweep_id, program, data, group, members, per_dev, bar, diverged_before, on_chunk) -> int:
-    """Train the batches in ``members`` (``(batch, runs, (step, checkpoint))``) to the end,
-    batch ``k`` on ``program.devices[k]``; every device's chunk is dispatched before any
-    result is awaited, so the devices compute at the same time."""
-    steps, every = spec.steps, spec.eval_every
-    leaves_shape, treedef = jax.tree.flatten(program.state_shapes)
-    float_dtype = jax.numpy.result_type(float)
+class _Windows:
+    """Mini-batch index windows ``(length, batch_size)`` by (seed, start step), drawn once
+    for all the batches of a group that share a seed; kept while they fit ``max_bytes``."""
 
-    def pad(a, n):  # repeat the first row to fill a batch of per_dev
-        return np.concatenate([a, np.repeat(a[:1], per_dev - n, axis=0)]) if n < per_dev else a
+    def __init__(self, n: int, length: int, batch_size: int, max_bytes: int = 64 << 20):
+        self.n, self.length, self.batch_size = n, length, batch_size
+        self.room = max_bytes // (4 * length * batch_size)
+        self.kept = {}
 
-    for batch, runs, (_, saved) in members:
-        if saved is not None and [a.shape[1:] for a in saved] != [s.shape[1:] for s in leaves_shape]:
-            raise ValueError(f"the checkpoint of batch {batch} does not fit this program's state (did the study's "
-                             f"code change since the sweep started?); start afresh with rerun=True")
-    lanes = []   # per batch: its device's arguments, and the distinct seeds of its schedule rows
-    for k, (batch, runs, (_, saved)) in enumerate(members):
-        device = program.devices[k]
-        seeds = pad(plan.seeds[runs], len(runs))
-        distinct, slots = np.unique(seeds, return_inverse=True)   # each run's row of the schedule
-        leaves = [pad(np.zeros((len(runs),) + s.shape[1:], s.dtype) if saved is None else saved[i], len(runs))
-                  for i, s in enumerate(leaves_shape)]
-        lanes.append({"state": jax.tree.unflatten(treedef, jax.device_put(leaves, device)),
-                      "args": jax.device_put((pad(plan.hparams[runs], len(runs)).astype(float_dtype), seeds,
-                                              slots.astype(np.int32)), device),
-                      "factor": jax.device_put(np.asarray(spec.divergence_factor, float_dtype), device),
-                      "distinct": distinct, "device": device})
-    sched_rows, length, batch_size = program.schedule_shape
-    n = int(np.shape(data[0][0])[0])
-    real = sum(len(runs) for _, runs, _ in members)
-    t = members[0][2][0]
-    diverged_now = 0
-    while t < steps:
-        windows = {seed: prog.batch_schedule(seed, n, batch_size, t, length)   # once per seed, not per batch
-                   for seed in np.unique(np.concatenate([lane["distinct"] for lane in lanes]))}
-        outputs = []
-        for k, lane in enumerate(lanes):
+    def __call__(self, seed: int, start: int) -> np.ndarray:
+        key = (int(seed), int(start))
+        found = self.kept.get(key)
+        if found is None:
+            found = prog.batch_schedule(key[0], self.n, self.batch_size, key[1], self.length)
+            if len(self.kept) < self.room:
+                self.kept[key] = found
+        return found
+
+
+class _CallRun:
+    """The batches in ``members`` (``(batch, runs, (step, checkpoint))``), batch ``k`` on
+    ``program.devices[k]``, trained chunk by chunk to the end: :meth:`dispatch` sends every
+    device its next chunk without waiting, :meth:`run_to_end` awaits, commits and sends
+    the next until the batches finish (or all their runs diverged)."""
+
+    def __init__(self, spec, plan, program, data, windows, group, members, per_dev):
+        self.spec, self.plan, self.program, self.data, self.windows = spec, plan, program, data, windows
+        self.group, self.members = group, members
+        leaves_shape, treedef = jax.tree.flatten(program.state_shapes)
+        float_dtype = jax.numpy.result_type(float)
+
+        def pad(a, n):  # repeat the first row to fill a batch of per_dev
+            return np.concatenate([a, np.repeat(a[:1], per_dev - n, axis=0)]) if n < per_dev else a
+
+        for batch, runs, (_, saved) in members:
+            if saved is not None and [a.shape[1:] for a in saved] != [s.shape[1:] for s in leaves_shape]:
+                raise ValueError(f"the checkpoint of batch {batch} does not fit this program's state (did the "
+                                 f"study's code change since the sweep started?); start afresh with rerun=True")
+        self.lanes = []   # per batch: its device's arguments, and the distinct seeds of its schedule rows
+        for k, (batch, runs, (_, saved)) in enumerate(members):
+            device = program.devices[k]
+            seeds = pad(plan.seeds[runs], len(runs))
+            distinct, slots = np.unique(seeds, return_inverse=True)   # each run's row of the schedule
+            leaves = [pad(np.zeros((len(runs),) + s.shape[1:], s.dtype) if saved is None else saved[i], len(runs))
+                      for i, s in enumerate(leaves_shape)]
+            self.lanes.append({"state": jax.tree.unflatten(treedef, jax.device_put(leaves, device)),
+                               "args": jax.device_put((pad(plan.hparams[runs], len(runs)).astype(float_dtype),
+                                                       seeds, slots.astype(np.int32)), device),
+                               "factor": jax.device_put(np.asarray(spec.divergence_factor, float_dtype), device),
+                               "distinct": distinct, "device": device})
+        self.t = members[0][2][0]
+        self.outputs = None
+
+    def dispatch(self) -> None:
+        sched_rows, length, batch_size = self.program.schedule_shape
+        self.outputs = []
+        for k, lane in enumerate(self.lanes):
             schedule = np.zeros((sched_rows, length, batch_size), np.int32)
             for row, seed in enumerate(lane["distinct"]):
-                schedule[row] = windows[seed]
-            clock = jax.device_put((schedule, np.asarray(t, np.int32), np.asarray(t == 0)), lane["device"])
-            outputs.append(program.calls[k](lane["state"], *lane["args"], clock[0], data[k], clock[1], clock[2],
-                                            lane["factor"]))
-        for lane, (state, _) in zip(lanes, outputs):
-            lane["state"] = state
-        blocks = next(iter(outputs[0][1].values())).shape[1]
-        done = min(t + blocks * every, steps)
-        metrics = [{k: np.asarray(v, dtype=np.float64) for k, v in out[1].items()} for out in outputs]
-        diverged = [np.asarray(out[0].diverged_step)[:len(runs)] for out, (_, runs, _) in zip(outputs, members)]
-        finished = done >= steps or all((d >= 0).all() for d in diverged)
-        updates = []
-        for k, (batch, runs, _) in enumerate(members):
-            host = None if finished else jax.device_get(jax.tree.leaves(outputs[k][0]))
-            updates.append(BatchUpdate(
-                batch_index=batch, run_indices=runs, first_eval=t // every,
-                metrics={name: values[:len(runs), :(done - t) // every] for name, values in metrics[k].items()},
-                steps_done=done, diverged_step=diverged[k], finished=finished,
-                checkpoint=None if finished else [np.asarray(leaf[:len(runs)]) for leaf in host]))
-        db.commit_chunk(sweep_id, updates, every)
-        diverged_now = int(sum((u.diverged_step >= 0).sum() for u in updates))
-        bar.update(real * ((steps if finished else done) - t))
-        bar.set_postfix(runs=len(plan.seeds), diverged=diverged_before + diverged_now, refresh=False)
-        t = steps if finished else done
-        if on_chunk is not None:
-            on_chunk({"sweep_id": sweep_id, "group": group, "batches": [m[0] for m in members], "step": done,
-                      "diverged": diverged_before + diverged_now})
-    return diverged_now
+                schedule[row] = self.windows(seed, self.t)
+            clock = jax.device_put((schedule, np.asarray(self.t, np.int32), np.asarray(self.t == 0)), lane["device"])
+            self.outputs.append(self.program.calls[k](lane["state"], *lane["args"], clock[0], self.data[k],
+                                                      clock[1], clock[2], lane["factor"]))
+            lane["state"] = self.outputs[-1][0]
+
+    def run_to_end(self, db, sweep_id, bar, counts, on_chunk) -> None:
+        """Await the dispatched chunk, commit it, and go on until the batches are done;
+        ``counts["diverged"]`` grows by the runs that diverged."""
+        steps, every, members = self.spec.steps, self.spec.eval_every, self.members
+        real = sum(len(runs) for _, runs, _ in members)
+        diverged_before = counts["diverged"]
+        while True:
+            outputs, t = self.outputs, self.t
+            blocks = next(iter(outputs[0][1].values())).shape[1]
+            done = min(t + blocks * every, steps)
+            metrics = [{k: np.asarray(v, dtype=np.float64) for k, v in out[1].items()} for out in outputs]
+            diverged = [np.asarray(out[0].diverged_step)[:len(runs)] for out, (_, runs, _) in zip(outputs, members)]
+            finished = done >= steps or all((d >= 0).all() for d in diverged)
+            updates = []
+            for k, (batch, runs, _) in enumerate(members):
+                host = None if finished else jax.device_get(jax.tree.leaves(outputs[k][0]))
+                updates.append(BatchUpdate(
+                    batch_index=batch, run_indices=runs, first_eval=t // every,
+                    metrics={name: values[:len(runs), :(done - t) // every] for name, values in metrics[k].items()},
+                    steps_done=done, diverged_step=diverged[k], finished=finished,
+                    checkpoint=None if finished else [np.asarray(leaf[:len(runs)]) for leaf in host]))
+            db.commit_chunk(sweep_id, updates, every)
+            diverged_now = int(sum((u.diverged_step >= 0).sum() for u in updates))
+            counts["diverged"] = diverged_before + diverged_now
+            bar.update(real * ((steps if finished else done) - t))
+            bar.set_postfix(runs=len(self.plan.seeds), diverged=counts["diverged"], refresh=False)
+            if on_chunk is not None:
+                on_chunk({"sweep_id": sweep_id, "group": self.group, "batches": [m[0] for m in members],
+                          "step": done, "diverged": counts["diverged"]})
+            if finished:
+                return
+            self.t = done
+            self.dispatch()
 
 
 def _progress_bar(total: int, runs: int, enabled: bool):
