@@ -98,6 +98,16 @@ def test_batch_schedule_depends_only_on_seed_and_step():
     np.testing.assert_array_equal(prog.epoch_permutation(0, 0, 8), [3, 2, 1, 6, 0, 7, 4, 5])
 
 
+def test_engine_refuses_a_checkpoint_that_does_not_fit_the_program():
+    from types import SimpleNamespace
+
+    from lab.sweep import engine
+    program = SimpleNamespace(state_shapes={"w": jax.ShapeDtypeStruct((4, 3, 2), np.float32)})
+    engine._check_checkpoints(program, [(0, None), (1, [np.zeros((2, 3, 2), np.float32)])])   # fits
+    with pytest.raises(ValueError, match="checkpoint of batch 1 does not fit"):
+        engine._check_checkpoints(program, [(0, None), (1, [np.zeros((2, 3, 5), np.float32)])])
+
+
 def test_engine_draws_each_window_once_and_keeps_only_what_fits():
     from lab.sweep import engine
     windows = engine._Windows(50, 10, 8, max_bytes=2 * 4 * 10 * 8)     # room for two windows

@@ -396,6 +396,7 @@ def _execute(spec, plan, problems, db, sweep_id, per_device, devices, progress, 
             program = prog.build_program(problem, spec.study.make_optimizer, group.static, plan.dynamic,
                                          devices=used, **_program_args(spec, plan, group, per_device))
             compile_seconds += program.compile_seconds
+            _check_checkpoints(program, [(b, starts[b][1]) for _, b in mine])
             _record_program(db, sweep_id, group.index, program.identity)
             data = [jax.device_put(prog.problem_data(problem), d) for d in program.devices]
             windows = _Windows(int(np.shape(problem.x)[0]), *program.schedule_shape[1:])
@@ -426,6 +427,16 @@ def _schedule_rows(plan: Plan, runs: int) -> int:
     up to a power of two (at least 4), so sweeps with a few more or fewer seeds share a program."""
     seeds = len(plan.axes[-1][1])
     return min(runs, max(4, 1 << (seeds - 1).bit_length()))
+
+
+def _check_checkpoints(program, saved: list) -> None:
+    """Refuse, before a group computes anything, a checkpoint ``(batch, leaves or None)``
+    whose leaves do not fit the program's state."""
+    shapes = [s.shape[1:] for s in jax.tree.leaves(program.state_shapes)]
+    for batch, leaves in saved:
+        if leaves is not None and [a.shape[1:] for a in leaves] != shapes:
+            raise ValueError(f"the checkpoint of batch {batch} does not fit this program's state (did the "
+                             f"study's code change since the sweep started?); start afresh with rerun=True")
 
 
 def _calls(mine: list, n_devices: int) -> list:
@@ -476,10 +487,6 @@ class _CallRun:
         def pad(a, n):  # repeat the first row to fill a batch of per_dev
             return np.concatenate([a, np.repeat(a[:1], per_dev - n, axis=0)]) if n < per_dev else a
 
-        for batch, runs, (_, saved) in members:
-            if saved is not None and [a.shape[1:] for a in saved] != [s.shape[1:] for s in leaves_shape]:
-                raise ValueError(f"the checkpoint of batch {batch} does not fit this program's state (did the "
-                                 f"study's code change since the sweep started?); start afresh with rerun=True")
         self.lanes = []   # per batch: its device's arguments, and the distinct seeds of its schedule rows
         for k, (batch, runs, (_, saved)) in enumerate(members):
             device = program.devices[k]
