@@ -130,7 +130,7 @@ def test_the_same_config_is_not_run_twice_unless_asked(tmp_path):
         assert [s["status"] for s in db.list_sweeps()] == ["done", "done"]
 
 
-def test_the_next_call_is_dispatched_before_the_current_one_is_committed(monkeypatch):
+def test_the_next_chunk_is_dispatched_before_the_last_one_is_committed(monkeypatch):
     from lab.sweep import engine
     events = []
     dispatch, commit = engine._CallRun.dispatch, storelib.Store.commit_chunk
@@ -146,8 +146,10 @@ def test_the_next_call_is_dispatched_before_the_current_one_is_committed(monkeyp
     monkeypatch.setattr(engine._CallRun, "dispatch", logged_dispatch)
     monkeypatch.setattr(storelib.Store, "commit_chunk", logged_commit)
     pipelined = run_sweep(spec(), store=":memory:", progress=False, devices=jax.devices()[:1])   # batches 0, 1
-    assert events == [("dispatch", 0, 0), ("dispatch", 1, 0), ("commit", 0, 20), ("dispatch", 0, 20),
-                      ("commit", 0, 40), ("commit", 1, 20), ("dispatch", 1, 20), ("commit", 1, 40)]
+    # the next call's first chunk goes before the current call is awaited; within a call the
+    # next chunk goes before the last one is committed
+    assert events == [("dispatch", 0, 0), ("dispatch", 1, 0), ("dispatch", 0, 20), ("commit", 0, 20),
+                      ("commit", 0, 40), ("dispatch", 1, 20), ("commit", 1, 20), ("commit", 1, 40)]
     one_batch = run_sweep(spec(seeds=[0]), store=":memory:", progress=False)     # runs 0, 2, 4 of the sweep
     assert_same_runs(pipelined, one_batch, np.s_[:, 0], np.s_[:, 0])
 

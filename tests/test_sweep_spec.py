@@ -114,7 +114,8 @@ def test_engine_draws_each_window_once_and_keeps_only_what_fits():
     for seed, start in [(11, 0), (11, 10), (12, 0), (11, 0)]:
         np.testing.assert_array_equal(windows(seed, start), prog.batch_schedule(seed, 50, 8, start, 10))
     assert sorted(windows.kept) == [(11, 0), (11, 10)]
-    assert windows(11, 0) is windows(11, 0)
+    kept = windows(11, 0)
+    assert kept is windows(11, 0) and kept.base is None and not kept.flags.writeable   # compact, read-only
 
 
 def test_runs_per_device_follows_memory_and_cap():

@@ -6,8 +6,9 @@ compiles one program (:mod:`lab.sweep.program`) and calls it chunk after chunk o
 of ``runs_per_device * devices`` runs.  After every chunk it commits one transaction
 (curves, progress, divergence, a checkpoint of unfinished batches), advances the
 progress bar and calls ``on_chunk``.  A batch stops early once all its runs diverged.
-The next call's first chunk is dispatched before the current call is awaited, so the
-devices compute while the host commits; results do not depend on it.
+The devices are kept busy while the host commits: a call's next chunk, or the next call's
+first chunk, is dispatched before the chunk just awaited is committed; results do not
+depend on it.
 
 A sweep is identified by its fingerprint (:func:`lab.sweep.plan_sweep`): a finished sweep
 with the same fingerprint is returned from the database without running anything; an
@@ -412,6 +413,7 @@ def _execute(spec, plan, problems, db, sweep_id, per_device, devices, progress, 
                     ahead.run_to_end(db, sweep_id, bar, counts, on_chunk)
                 ahead = run
             ahead.run_to_end(db, sweep_id, bar, counts, on_chunk)
+            ahead = run = None   # its device buffers go before the next group compiles
             run_seconds += time.perf_counter() - t
         status = "done"
     except KeyboardInterrupt:
@@ -465,8 +467,9 @@ class _Windows:
     def __call__(self, seed: int, start: int) -> np.ndarray:
         key = (int(seed), int(start))
         found = self.kept.get(key)
-        if found is None:
-            found = prog.batch_schedule(key[0], self.n, self.batch_size, key[1], self.length)
+        if found is None:   # a compact, read-only copy: batch_schedule returns a view of whole epochs
+            found = np.array(prog.batch_schedule(key[0], self.n, self.batch_size, key[1], self.length))
+            found.setflags(write=False)
             if len(self.kept) < self.room:
                 self.kept[key] = found
         return found
@@ -475,8 +478,9 @@ class _Windows:
 class _CallRun:
     """The batches in ``members`` (``(batch, runs, (step, checkpoint))``), batch ``k`` on
     ``program.devices[k]``, trained chunk by chunk to the end: :meth:`dispatch` sends every
-    device its next chunk without waiting, :meth:`run_to_end` awaits, commits and sends
-    the next until the batches finish (or all their runs diverged)."""
+    device its next chunk without waiting, :meth:`run_to_end` awaits a chunk, copies the
+    checkpoint to the host, sends the next chunk and then commits, until the batches finish
+    (or all their runs diverged)."""
 
     def __init__(self, spec, plan, program, data, windows, group, members, per_dev):
         self.spec, self.plan, self.program, self.data, self.windows = spec, plan, program, data, windows
@@ -504,11 +508,12 @@ class _CallRun:
 
     def dispatch(self) -> None:
         sched_rows, length, batch_size = self.program.schedule_shape
+        windows = {seed: self.windows(seed, self.t) for lane in self.lanes for seed in lane["distinct"]}
         self.outputs = []
         for k, lane in enumerate(self.lanes):
             schedule = np.zeros((sched_rows, length, batch_size), np.int32)
             for row, seed in enumerate(lane["distinct"]):
-                schedule[row] = self.windows(seed, self.t)
+                schedule[row] = windows[seed]
             clock = jax.device_put((schedule, np.asarray(self.t, np.int32), np.asarray(self.t == 0)), lane["device"])
             self.outputs.append(self.program.calls[k](lane["state"], *lane["args"], clock[0], self.data[k],
                                                       clock[1], clock[2], lane["factor"]))
@@ -525,16 +530,21 @@ class _CallRun:
             blocks = next(iter(outputs[0][1].values())).shape[1]
             done = min(t + blocks * every, steps)
             metrics = [{k: np.asarray(v, dtype=np.float64) for k, v in out[1].items()} for out in outputs]
-            diverged = [np.asarray(out[0].diverged_step)[:len(runs)] for out, (_, runs, _) in zip(outputs, members)]
+            diverged = [np.array(out[0].diverged_step)[:len(runs)] for out, (_, runs, _) in zip(outputs, members)]
             finished = done >= steps or all((d >= 0).all() for d in diverged)
             updates = []
             for k, (batch, runs, _) in enumerate(members):
-                host = None if finished else jax.device_get(jax.tree.leaves(outputs[k][0]))
+                # owned copies (as ``diverged``): a CPU device's array read to the host is a view
+                # of the buffer that the next chunk, dispatched below, takes over (donates)
+                checkpoint = None if finished else [np.array(leaf[:len(runs)])
+                                                    for leaf in jax.device_get(jax.tree.leaves(outputs[k][0]))]
                 updates.append(BatchUpdate(
                     batch_index=batch, run_indices=runs, first_eval=t // every,
                     metrics={name: values[:len(runs), :(done - t) // every] for name, values in metrics[k].items()},
-                    steps_done=done, diverged_step=diverged[k], finished=finished,
-                    checkpoint=None if finished else [np.asarray(leaf[:len(runs)]) for leaf in host]))
+                    steps_done=done, diverged_step=diverged[k], finished=finished, checkpoint=checkpoint))
+            if not finished:   # the checkpoint is on the host: the next chunk runs while this one is committed
+                self.t = done
+                self.dispatch()
             db.commit_chunk(sweep_id, updates, every)
             diverged_now = int(sum((u.diverged_step >= 0).sum() for u in updates))
             counts["diverged"] = diverged_before + diverged_now
@@ -545,8 +555,6 @@ class _CallRun:
                           "step": done, "diverged": counts["diverged"]})
             if finished:
                 return
-            self.t = done
-            self.dispatch()
 
 
 def _progress_bar(total: int, runs: int, enabled: bool):

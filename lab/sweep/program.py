@@ -163,7 +163,10 @@ def tree_bytes(tree) -> int:
 
 def device_memory_budget(device) -> int:
     """Bytes the engine lets one call's run states use on ``device``: 40% of the
-    accelerator's memory limit, or 1 GiB on a CPU (which shares memory with the host)."""
+    accelerator's memory limit, or 1 GiB on a CPU (which shares memory with the host).
+    The engine dispatches the next call before the running one is collected, so the next
+    call's parameters and optimizer state (about a third of :func:`estimate_run_bytes`)
+    wait beside it: the budget leaves room for that."""
     stats = None
     try:
         stats = device.memory_stats()
