@@ -37,9 +37,24 @@ def test_schema_marks_and_tables(tmp_path):
     cols = {r[1] for r in conn.execute("PRAGMA table_info(sweeps)")}
     assert {"study", "config", "code_version", "git_hash", "jax_version", "jaxlib_version", "optax_version",
             "device_kind", "started", "ended", "status"} <= cols
+    assert conn.execute("PRAGMA page_size").fetchone()[0] == storelib.PAGE_SIZE == 32768
     conn.close()
     with Store(path) as db:                          # reopening keeps it
         assert db.list_sweeps() == []
+
+
+def test_a_database_made_with_small_pages_is_still_read_and_written(tmp_path, monkeypatch):
+    path = tmp_path / "lab.sqlite"
+    monkeypatch.setattr(storelib, "PAGE_SIZE", 4096)       # as databases were made before 32 KiB pages
+    with Store(path) as db:
+        sweep = make_sweep(db)
+        db.commit_chunk(sweep, [chunk(0, [0, 1, 2], 0, 20, [-1, -1, -1], False, 1.0)], 10)
+    monkeypatch.undo()
+    with Store(path) as db:
+        assert db.checkpoint(sweep, 0)[0] == 20
+        db.commit_chunk(sweep, [chunk(0, [0, 1, 2], 2, 40, [-1, -1, -1], True, 2.0)], 10)
+        assert db.checkpoint(sweep, 0) is None and db.batches(sweep)[0][2]
+    assert sqlite3.connect(path).execute("PRAGMA page_size").fetchone()[0] == 4096
 
 
 def test_commits_join_into_arrays_indexed_by_the_grid(tmp_path):
