@@ -2,7 +2,8 @@
 
 Contract.  A results database is an SQLite file (default ``results/lab.sqlite``; any
 path, or ``":memory:"``) marked with ``PRAGMA application_id = 0x4C414253`` ("LABS") and
-``PRAGMA user_version = SCHEMA_VERSION``.  It holds four tables:
+``PRAGMA user_version = SCHEMA_VERSION`` (new files get ``PAGE_SIZE`` pages of 32 KiB, so
+that the checkpoint rewritten every chunk spans few pages).  It holds four tables:
 
 * ``sweeps``: one row per sweep: study, fingerprint and full config (JSON), execution
   choices (runs per device, chunking, devices), code version and git hash, jax / jaxlib /
