@@ -384,7 +384,7 @@ def _execute(spec, plan, problems, db, sweep_id, per_device, devices, progress, 
     starts = {b: (db.checkpoint(sweep_id, b) or (0, None)) for b in pending}
     total = sum(len(runs) * (steps - starts[b][0]) for b, (_, runs, _) in pending.items())
     bar = _progress_bar(total, len(plan.seeds), progress)
-    counts = {"diverged": 0}
+    diverged_total = 0
     compile_seconds = run_seconds = 0.0
     status = "failed"
     try:
@@ -410,9 +410,9 @@ def _execute(spec, plan, problems, db, sweep_id, per_device, devices, progress, 
                                [(b, pending[b][1], starts[b]) for b in call], per_device[str(group.index)])
                 run.dispatch()
                 if ahead is not None:
-                    ahead.run_to_end(db, sweep_id, bar, counts, on_chunk)
+                    diverged_total += ahead.run_to_end(db, sweep_id, bar, diverged_total, on_chunk)
                 ahead = run
-            ahead.run_to_end(db, sweep_id, bar, counts, on_chunk)
+            diverged_total += ahead.run_to_end(db, sweep_id, bar, diverged_total, on_chunk)
             ahead = run = None   # its device buffers go before the next group compiles
             run_seconds += time.perf_counter() - t
         status = "done"
@@ -467,9 +467,9 @@ class _Windows:
     def __call__(self, seed: int, start: int) -> np.ndarray:
         key = (int(seed), int(start))
         found = self.kept.get(key)
-        if found is None:   # a compact, read-only copy: batch_schedule returns a view of whole epochs
-            found = np.array(prog.batch_schedule(key[0], self.n, self.batch_size, key[1], self.length))
-            found.setflags(write=False)
+        if found is None:
+            found = prog.batch_schedule(key[0], self.n, self.batch_size, key[1], self.length)
+            found.setflags(write=False)   # shared by every batch of the seed
             if len(self.kept) < self.room:
                 self.kept[key] = found
         return found
@@ -519,12 +519,11 @@ class _CallRun:
                                                       clock[1], clock[2], lane["factor"]))
             lane["state"] = self.outputs[-1][0]
 
-    def run_to_end(self, db, sweep_id, bar, counts, on_chunk) -> None:
+    def run_to_end(self, db, sweep_id, bar, diverged_before, on_chunk) -> int:
         """Await the dispatched chunk, commit it, and go on until the batches are done;
-        ``counts["diverged"]`` grows by the runs that diverged."""
+        returns how many of their runs diverged (``diverged_before``: the sweep's count so far)."""
         steps, every, members = self.spec.steps, self.spec.eval_every, self.members
         real = sum(len(runs) for _, runs, _ in members)
-        diverged_before = counts["diverged"]
         while True:
             outputs, t = self.outputs, self.t
             blocks = next(iter(outputs[0][1].values())).shape[1]
@@ -547,14 +546,13 @@ class _CallRun:
                 self.dispatch()
             db.commit_chunk(sweep_id, updates, every)
             diverged_now = int(sum((u.diverged_step >= 0).sum() for u in updates))
-            counts["diverged"] = diverged_before + diverged_now
             bar.update(real * ((steps if finished else done) - t))
-            bar.set_postfix(runs=len(self.plan.seeds), diverged=counts["diverged"], refresh=False)
+            bar.set_postfix(runs=len(self.plan.seeds), diverged=diverged_before + diverged_now, refresh=False)
             if on_chunk is not None:
                 on_chunk({"sweep_id": sweep_id, "group": self.group, "batches": [m[0] for m in members],
-                          "step": done, "diverged": counts["diverged"]})
+                          "step": done, "diverged": diverged_before + diverged_now})
             if finished:
-                return
+                return diverged_now
 
 
 def _progress_bar(total: int, runs: int, enabled: bool):

@@ -150,7 +150,7 @@ def batch_schedule(seed: int, n: int, batch_size: int, start: int, length: int) 
     rows = np.concatenate([epoch_permutation(seed, e, n)[:per_epoch * batch_size].reshape(per_epoch, batch_size)
                            for e in range(first, last + 1)])
     offset = start - first * per_epoch
-    return rows[offset:offset + length]
+    return rows[offset:offset + length].copy()   # not a view that keeps whole epochs alive
 
 
 # --------------------------------------------------------------------------- memory
