@@ -70,8 +70,8 @@ def main(argv=None) -> int:
     import numpy as np
     import optax
 
-    from lab import losses, nets, optim, train
-    from lab.sweep import Problem, Study, SweepSpec, run_sweep, use_cpu_cores
+    from lab import train
+    from lab.sweep import SweepSpec, run_sweep, use_cpu_cores
     from lab.sweep import program as prog
 
     use_cpu_cores(args.host_devices or None)   # before any computation
@@ -85,23 +85,8 @@ def main(argv=None) -> int:
     batch, n, seeds = 64, 2048, 4
 
     # ------------------------------------------------------------------ the problem
-    rng = np.random.RandomState(0)
-    x = rng.randn(n, 64).astype(np.float32)
-    teacher = rng.randn(64, 10).astype(np.float32)
-    y = np.argmax(x @ teacher + rng.randn(n, 10).astype(np.float32), axis=1).astype(np.int32)
-    net = nets.mlp(list(SIZES[1:]), activation="tanh")
-
-    def loss(params, xb, yb, key):
-        return losses.softmax_cross_entropy_with_integer_labels(net.apply(params, xb), yb)
-
-    def init(key):
-        return net.init(key, (-1, SIZES[0]))[1]
-
-    study = Study("benchmark_mlp", lambda static: Problem(init, loss, x, y, eval_x=x[:256], eval_y=y[:256]),
-                  lambda c: optim.sgd(c["learning_rate"], momentum=0.9), hyperparameters={"learning_rate": 0.01},
-                  static={"batch_size": batch}, description={"net": "mlp 64-128-128-10 tanh", "data": "2048x64 teacher"})
-    flops = 2 * batch * (2 * sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:]))
-                         + sum(a * b for a, b in zip(SIZES[1:-1], SIZES[2:])))
+    ref = reference()
+    x, y, loss, init, study, flops = ref.x, ref.y, ref.loss, ref.init, ref.study, ref.flops
     peak = matmul_peak(jax, jnp, np)
     schedules = {s: prog.batch_schedule(s, n, batch, 0, steps) for s in range(seeds)}
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} x{len(jax.devices())}, {os.cpu_count()} cores; "
@@ -215,6 +200,38 @@ def main(argv=None) -> int:
             print(f"| {name} | {count} | {per} | {rate:,.0f} | {rate * flops / 1e9:.1f} | {100 * rate * flops / 1e9 / peak:.0f}% "
                   f"| | | | | | |")
     return 0
+
+
+def reference():
+    """The reference sweep's problem: data ``x``, ``y`` (2,048 x 64, labels from a noisy
+    linear teacher), ``loss``, ``init``, the engine's ``study`` (SGD, momentum 0.9, batch 64)
+    and ``flops``, the matmul FLOPs of one run-step.  Call after :func:`lab.sweep.use_cpu_cores`."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from lab import losses, nets, optim
+    from lab.sweep import Problem, Study
+
+    batch, n = 64, 2048
+    rng = np.random.RandomState(0)
+    x = rng.randn(n, SIZES[0]).astype(np.float32)
+    teacher = rng.randn(SIZES[0], SIZES[-1]).astype(np.float32)
+    y = np.argmax(x @ teacher + rng.randn(n, SIZES[-1]).astype(np.float32), axis=1).astype(np.int32)
+    net = nets.mlp(list(SIZES[1:]), activation="tanh")
+
+    def loss(params, xb, yb, key):
+        return losses.softmax_cross_entropy_with_integer_labels(net.apply(params, xb), yb)
+
+    def init(key):
+        return net.init(key, (-1, SIZES[0]))[1]
+
+    study = Study("benchmark_mlp", lambda static: Problem(init, loss, x, y, eval_x=x[:256], eval_y=y[:256]),
+                  lambda c: optim.sgd(c["learning_rate"], momentum=0.9), hyperparameters={"learning_rate": 0.01},
+                  static={"batch_size": batch}, description={"net": "mlp 64-128-128-10 tanh", "data": "2048x64 teacher"})
+    flops = 2 * batch * (2 * sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:]))
+                         + sum(a * b for a, b in zip(SIZES[1:-1], SIZES[2:])))
+    return SimpleNamespace(x=x, y=y, loss=loss, init=init, study=study, flops=flops, batch=batch, n=n)
 
 
 def matmul_peak(jax, jnp, np, size=1024, repeats=40) -> float:
