@@ -1,5 +1,6 @@
 """The sweep model without a device: grid expansion, identity, bad input, batch schedule."""
 import dataclasses
+from types import SimpleNamespace
 
 import jax
 import numpy as np
@@ -99,7 +100,6 @@ def test_batch_schedule_depends_only_on_seed_and_step():
 
 
 def test_engine_refuses_a_checkpoint_that_does_not_fit_the_program():
-    from types import SimpleNamespace
 
     from lab.sweep import engine
     program = SimpleNamespace(state_shapes={"w": jax.ShapeDtypeStruct((4, 3, 2), np.float32)})
@@ -116,6 +116,18 @@ def test_engine_draws_each_window_once_and_keeps_only_what_fits():
     assert sorted(windows.kept) == [(11, 0), (11, 10)]
     kept = windows(11, 0)
     assert kept is windows(11, 0) and kept.base is None and not kept.flags.writeable   # compact, read-only
+
+
+def test_an_accelerator_gets_forty_percent_of_its_memory_and_a_larger_cap():
+    gpu = SimpleNamespace(platform="gpu", memory_stats=lambda: {"bytes_limit": 80 << 30})
+    assert prog.device_memory_budget(gpu) == int(0.4 * (80 << 30))
+    assert prog.runs_per_device(1 << 20, gpu) == 4096              # accelerator cap
+    assert prog.runs_per_device(1 << 30, gpu) == 32                # 32 GiB budget / 1 GiB per run
+
+    def no_stats():
+        raise RuntimeError("no memory statistics on this plugin")
+    assert prog.device_memory_budget(SimpleNamespace(platform="tpu", memory_stats=no_stats)) == 1 << 30
+    assert prog.device_memory_budget(SimpleNamespace(platform="gpu", memory_stats=lambda: None)) == 1 << 30
 
 
 def test_runs_per_device_follows_memory_and_cap():
