@@ -84,9 +84,9 @@ def classify(hlo: str) -> dict:
 
 def self_times(trace: dict, names) -> dict:
     """Per operation name ``[executions, summed self time in us]``, counting the events
-    named in ``names`` (the
-    compiled program's instructions) or, when none is (an accelerator's trace names its
-    kernels), every timed event but Python frames and the runtime's own markers."""
+    named in ``names`` (the compiled program's instructions) or, when none is (an
+    accelerator's trace names its kernels), every timed event but Python frames and the
+    runtime's own markers.  Loops are left out: their time is their body's."""
     timed = [e for e in trace["traceEvents"] if e.get("ph") == "X" and e.get("dur", 0) > 0]
     keep = [e for e in timed if e["name"] in names]
     if not keep:
@@ -152,12 +152,13 @@ def main(argv=None) -> int:
     step_ops = {name: total / count for name, (count, total) in by_name.items() if count >= steps // 2}
     step_us = sum(step_ops.values())
     n_devices = len(jax.local_devices())
+    on = f"{n_devices} device" + ("s" if n_devices > 1 else "")
 
-    print(f"{args.runs} runs x {args.steps} steps on {len(jax.local_devices())} devices, {per_device} runs per device; "
+    print(f"{args.runs} runs x {args.steps} steps on {on}, {per_device} runs per device; "
           f"untraced best {max(rates):,.0f} run-steps/s, traced {args.runs * args.steps / traced.timings['run_seconds']:,.0f}")
     print(f"one device step: {step_us:.0f} us of operations ({per_device} runs, "
           f"{per_device * ref.flops / step_us / 1e3:.0f} GFLOP/s of matmul work per device); back to back on "
-          f"{n_devices} devices these times make {n_devices * per_device / step_us * 1e6:,.0f} run-steps/s")
+          f"{on} these times make {n_devices * per_device / step_us * 1e6:,.0f} run-steps/s")
     print("\n| class | us per device step | share |\n|---|---:|---:|")
     shares = collections.Counter()
     for name, us in step_ops.items():
