@@ -3,7 +3,7 @@
 Contract.  A results database is an SQLite file (default ``results/lab.sqlite``; any
 path, or ``":memory:"``) marked with ``PRAGMA application_id = 0x4C414253`` ("LABS") and
 ``PRAGMA user_version = SCHEMA_VERSION`` (new files get ``PAGE_SIZE`` pages of 32 KiB, so
-that the checkpoint rewritten every chunk spans few pages).  It holds four tables:
+that the checkpoint rewritten every chunk spans few pages).  It holds these tables:
 
 * ``sweeps``: one row per sweep: study, fingerprint and full config (JSON), execution
   choices (runs per device, chunking, devices), code version and git hash, jax / jaxlib /
@@ -15,7 +15,10 @@ that the checkpoint rewritten every chunk spans few pages).  It holds four table
 * ``curves``: per-run metric arrays, stored as segments of float64 (one per committed
   chunk) that :meth:`Store.load` joins;
 * ``checkpoints``: the training state of each unfinished batch after its last committed
-  chunk, as npz bytes, so an interrupted sweep resumes exactly.
+  chunk, as npz bytes, so an interrupted sweep resumes exactly;
+* ``params``: for sweeps that keep them (``SweepSpec(keep_params=True)``), each finished
+  run's parameters after its last step, as npz bytes (a database made before this table
+  existed gets it the first time such a sweep commits).
 
 Every write is one transaction (one per chunk during a sweep), so a sweep killed at any
 moment leaves the database at its last committed chunk.  Arrays are stored as raw
@@ -98,6 +101,14 @@ CREATE TABLE checkpoints (
     PRIMARY KEY (sweep_id, batch_index)
 );
 """
+PARAMS_TABLE = """
+CREATE TABLE IF NOT EXISTS params (
+    sweep_id INTEGER NOT NULL REFERENCES sweeps (id),
+    run_index INTEGER NOT NULL,
+    data BLOB NOT NULL,               -- npz of the run's parameter leaves after its last step
+    PRIMARY KEY (sweep_id, run_index)
+);
+"""
 
 
 class StoreError(Exception):
@@ -115,6 +126,7 @@ class BatchUpdate:
     diverged_step: np.ndarray      # (n,) int, -1 for healthy runs
     finished: bool
     checkpoint: list | None = None  # the state's leaves for the n runs, when not finished
+    params: list | None = None      # the parameters' leaves for the n runs, when finished and kept
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,6 +162,18 @@ class SweepResult:
             row.update({m: float(v[where]) for m, v in self.final.items()})
             out.append(row)
         return out
+
+    def index(self, **coords) -> int:
+        """The canonical index of the run at ``coords``, one value for every axis (seed
+        included): ``result.index(learning_rate=0.1, seed=0)``."""
+        if set(coords) != set(self.axes):
+            raise ValueError(f"give one value for each axis {list(self.axes)}, got {sorted(coords)}")
+        where = []
+        for name, values in self.axes.items():
+            if coords[name] not in values:
+                raise ValueError(f"{name}={coords[name]!r} is not on the axis {name}: {list(values)}")
+            where.append(values.index(coords[name]))
+        return int(np.ravel_multi_index(where, self.shape))
 
     def to_dataframe(self):
         """``rows()`` as a pandas DataFrame (pandas is optional; ImportError names it)."""
@@ -291,6 +315,11 @@ class Store:
                 if u.finished:
                     c.execute("DELETE FROM checkpoints WHERE sweep_id = ? AND batch_index = ?", (sweep_id, u.batch_index))
                     self._write_finals(c, sweep_id, runs, u.diverged_step, every)
+                    if u.params is not None:
+                        c.execute(PARAMS_TABLE)
+                        c.executemany("INSERT OR REPLACE INTO params (sweep_id, run_index, data) VALUES (?, ?, ?)",
+                                      ((sweep_id, r, _npz_bytes([leaf[k] for leaf in u.params]))
+                                       for k, r in enumerate(runs)))
                 else:
                     c.execute("INSERT OR REPLACE INTO checkpoints (sweep_id, batch_index, step, state) VALUES (?, ?, ?, ?)",
                               (sweep_id, u.batch_index, u.steps_done, _npz_bytes(u.checkpoint)))
@@ -309,8 +338,8 @@ class Store:
     def copy_batches(self, sweep_id: int, source: "Store", source_id: int, batches: Iterable[int]) -> None:
         """Copy the finished ``batches`` of sweep ``source_id`` in ``source`` (another database
         holding the same sweep, e.g. one process's part of a multi-process sweep) into sweep
-        ``sweep_id`` here: run status, divergence, steps, final metrics and curves, as one
-        transaction.  Raises ValueError when a batch is unfinished in ``source`` or holds
+        ``sweep_id`` here: run status, divergence, steps, final metrics, curves and kept
+        parameters, as one transaction.  Raises ValueError when a batch is unfinished in ``source`` or holds
         other runs than here."""
         batches = sorted(int(b) for b in batches)
         theirs, mine = source.batches(source_id), self.batches(sweep_id)
@@ -321,7 +350,10 @@ class Store:
                 raise ValueError(f"batch {b} holds other runs in {source.path} than in {self.path}; nothing was copied")
         runs = [int(r) for b in batches for r in theirs[b][1]]
         src = source._conn
+        kept = src.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'params'").fetchone()[0]
         with self._transaction() as c:
+            if kept:
+                c.execute(PARAMS_TABLE)
             for r in runs:
                 status, diverged, steps, finals = src.execute(
                     "SELECT status, diverged_step, steps_done, final_metrics FROM runs WHERE sweep_id = ? AND run_index = ?",
@@ -333,6 +365,10 @@ class Store:
                     ((sweep_id, r, metric, first, blob) for metric, first, blob in src.execute(
                         "SELECT metric, first_eval, data FROM curves WHERE sweep_id = ? AND run_index = ?",
                         (source_id, r))))
+                if kept:
+                    c.executemany("INSERT OR REPLACE INTO params (sweep_id, run_index, data) VALUES (?, ?, ?)",
+                                  ((sweep_id, r, blob) for (blob,) in src.execute(
+                                      "SELECT data FROM params WHERE sweep_id = ? AND run_index = ?", (source_id, r))))
             c.execute(f"DELETE FROM checkpoints WHERE sweep_id = ? AND batch_index IN ({', '.join('?' * len(batches))})",
                       (sweep_id, *batches))
 
@@ -344,6 +380,19 @@ class Store:
         if row is None:
             raise KeyError(f"no sweep with id {sweep_id} in {self.path}")
         return json.loads(row[0])
+
+    def final_params(self, sweep_id: int, run_index: int) -> list | None:
+        """The parameters of run ``run_index`` (canonical order: :meth:`SweepResult.index`)
+        after its last step, frozen before the step where it diverged, as the leaves of the
+        study's parameter pytree in ``jax.tree.leaves`` order;
+        ``jax.tree.unflatten(jax.tree.structure(problem.init_params(key)), leaves)`` rebuilds
+        it.  None when the sweep did not keep them (``SweepSpec(keep_params=True)``) or the
+        run has not finished."""
+        if not self._conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'params'").fetchone()[0]:
+            return None
+        row = self._conn.execute("SELECT data FROM params WHERE sweep_id = ? AND run_index = ?",
+                                 (sweep_id, run_index)).fetchone()
+        return None if row is None else _npz_arrays(row[0])
 
     def list_sweeps(self) -> list[dict]:
         """One summary dict per sweep, oldest first."""
@@ -476,7 +525,7 @@ def _connect(path) -> sqlite3.Connection:
             conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         with _Transaction(conn) as c:  # also proves the file is writable before any compute
             if not tables:
-                for statement in SCHEMA.split(";"):
+                for statement in (SCHEMA + PARAMS_TABLE).split(";"):
                     if statement.strip():
                         c.execute(statement)
                 c.execute(f"PRAGMA application_id = {APPLICATION_ID}")

@@ -1,4 +1,5 @@
 """The results database on its own: schema, transactions, reading back, refusing foreign files."""
+import dataclasses
 import sqlite3
 
 import numpy as np
@@ -33,7 +34,7 @@ def test_schema_marks_and_tables(tmp_path):
     assert conn.execute("PRAGMA application_id").fetchone()[0] == storelib.APPLICATION_ID
     assert conn.execute("PRAGMA user_version").fetchone()[0] == storelib.SCHEMA_VERSION
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"sweeps", "runs", "curves", "checkpoints"}
+    assert tables == {"sweeps", "runs", "curves", "checkpoints", "params"}
     cols = {r[1] for r in conn.execute("PRAGMA table_info(sweeps)")}
     assert {"study", "config", "code_version", "git_hash", "jax_version", "jaxlib_version", "optax_version",
             "device_kind", "started", "ended", "status"} <= cols
@@ -55,6 +56,31 @@ def test_a_database_made_with_small_pages_is_still_read_and_written(tmp_path, mo
         db.commit_chunk(sweep, [chunk(0, [0, 1, 2], 2, 40, [-1, -1, -1], True, 2.0)], 10)
         assert db.checkpoint(sweep, 0) is None and db.batches(sweep)[0][2]
     assert sqlite3.connect(path).execute("PRAGMA page_size").fetchone()[0] == 4096
+
+
+def test_kept_parameters_are_stored_with_finished_runs_and_copied(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with Store(path) as db:
+        sid = make_sweep(db)
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE params")                 # as databases were made before the table
+    conn.commit()
+    conn.close()
+    leaves = [np.arange(6, dtype=np.float32).reshape(3, 2), np.array([1.0, 2.0, 3.0])]
+    with Store(path) as db:
+        assert db.final_params(sid, 0) is None        # no table: nothing kept
+        db.commit_chunk(sid, [chunk(1, [3, 4, 5], 0, 20, [-1, -1, -1], False, 2.0),
+                              dataclasses.replace(chunk(0, [0, 1, 2], 0, 40, [-1, 7, -1], True, 1.0), params=leaves)],
+                        every=10)
+        got = db.final_params(sid, 1)
+        np.testing.assert_array_equal(got[0], [2, 3])
+        assert got[0].dtype == np.float32 and got[1] == 2.0
+        assert db.final_params(sid, 3) is None        # batch 1 has not finished
+        with Store(tmp_path / "merged.sqlite") as merged:
+            mid = make_sweep(merged)
+            merged.copy_batches(mid, db, sid, [0])
+            np.testing.assert_array_equal(merged.final_params(mid, 2)[0], [4, 5])
+            assert merged.final_params(mid, 2)[1] == 3.0
 
 
 def test_commits_join_into_arrays_indexed_by_the_grid(tmp_path):

@@ -117,6 +117,36 @@ def test_a_batch_stops_early_when_every_run_diverged():
     assert np.isnan(result.curves["train_loss"]).all()
 
 
+def test_kept_parameters_are_each_runs_last_ones(tmp_path):
+    grid = {"learning_rate": [0.1, 60.0]}                            # 60.0 diverges
+    kept = run_sweep(spec(grid, divergence_factor=3.0, keep_params=True), store=tmp_path / "a.sqlite", progress=False)
+    plain = run_sweep(spec(grid, divergence_factor=3.0), store=":memory:", progress=False)
+    assert "keep_params" not in plain.config and kept.config["keep_params"] is True   # older fingerprints hold
+    assert_same_runs(kept, plain, np.s_[:], np.s_[:])               # keeping them changes no number
+    rechunked = run_sweep(spec(grid, divergence_factor=3.0, keep_params=True, chunk_steps=10),
+                          store=tmp_path / "b.sqlite", progress=False)
+    problem = STUDY.make_problem({"batch_size": 16, "width": 16})
+    structure = jax.tree.structure(problem.init_params(jax.random.key(0)))
+    with storelib.Store(tmp_path / "a.sqlite") as a, storelib.Store(tmp_path / "b.sqlite") as b:
+        for seed in (0, 1):                                         # the last evaluation saw these parameters
+            params = jax.tree.unflatten(structure, a.final_params(kept.sweep_id, kept.index(learning_rate=0.1, seed=seed)))
+            np.testing.assert_allclose(problem.evaluate(params, problem.eval_x, problem.eval_y)["loss"],
+                                       kept.final["eval_loss"][0, seed], rtol=1e-6)
+        assert (kept.diverged_step[1] >= 0).all()
+        frozen = a.final_params(kept.sweep_id, kept.index(learning_rate=60.0, seed=0))
+        assert all(np.isfinite(leaf).all() for leaf in frozen)       # frozen before the step that blew up
+        for run in range(4):                                         # chunking changes no bit
+            for x, y in zip(a.final_params(kept.sweep_id, run), b.final_params(rechunked.sweep_id, run)):
+                np.testing.assert_array_equal(x, y)
+        assert a.final_params(kept.sweep_id, 4) is None
+    with pytest.raises(ValueError, match="learning_rate=0.2 is not on the axis"):
+        kept.index(learning_rate=0.2, seed=0)
+    with pytest.raises(ValueError, match="one value for each axis"):
+        kept.index(learning_rate=0.1)
+    with pytest.raises(ValueError, match="keep_params must be True or False"):
+        run_sweep(spec(grid, keep_params=1), store=":memory:", progress=False)
+
+
 def test_the_same_config_is_not_run_twice_unless_asked(tmp_path):
     path = tmp_path / "lab.sqlite"
     chunks = []

@@ -33,6 +33,9 @@ The model::
   small matmuls on about one core, so this is what puts every core to work.  A group
   whose program calls a CPU linear-algebra kernel (LAPACK) runs on one of them
   (:func:`lab.sweep.program.build_program` says why).
+* ``SweepSpec(keep_params=True)`` also stores each run's parameters after its last step
+  (frozen ones for a diverged run): ``Store(path).final_params(result.sweep_id,
+  result.index(learning_rate=0.1, seed=0))`` gives their leaves back.
 * Results go to :mod:`lab.store`; a finished sweep is never rerun unless ``rerun=True``,
   and an interrupted one resumes from its last committed chunk with identical results
   (one whose compiled program changed since it began, by new code, jaxlib, XLA flags or

@@ -4,7 +4,8 @@ Contract.  :func:`run_sweep` checks the spec, opens the results database and bui
 group's problem before any compute (bad input raises there), then for each static group
 compiles one program (:mod:`lab.sweep.program`) and calls it chunk after chunk on batches
 of ``runs_per_device * devices`` runs.  After every chunk it commits one transaction
-(curves, progress, divergence, a checkpoint of unfinished batches), advances the
+(curves, progress, divergence, a checkpoint of unfinished batches, the parameters of
+finished ones when ``keep_params``), advances the
 progress bar and calls ``on_chunk``.  A batch stops early once all its runs diverged.
 The devices are kept busy while the host commits: a call's next chunk, or the next call's
 first chunk, is dispatched before the chunk just awaited is committed; results do not
@@ -537,10 +538,13 @@ class _CallRun:
                 # of the buffer that the next chunk, dispatched below, takes over (donates)
                 checkpoint = None if finished else [np.array(leaf[:len(runs)])
                                                     for leaf in jax.device_get(jax.tree.leaves(outputs[k][0]))]
+                params = None if not (finished and self.spec.keep_params) else [
+                    np.array(leaf[:len(runs)]) for leaf in jax.device_get(jax.tree.leaves(outputs[k][0].params))]
                 updates.append(BatchUpdate(
                     batch_index=batch, run_indices=runs, first_eval=t // every,
                     metrics={name: values[:len(runs), :(done - t) // every] for name, values in metrics[k].items()},
-                    steps_done=done, diverged_step=diverged[k], finished=finished, checkpoint=checkpoint))
+                    steps_done=done, diverged_step=diverged[k], finished=finished, checkpoint=checkpoint,
+                    params=params))
             if not finished:   # the checkpoint is on the host: the next chunk runs while this one is committed
                 self.t = done
                 self.dispatch()

@@ -93,7 +93,11 @@ class SweepSpec:
     ``key(0)``) on a fixed batch, the first ``sharpness_batch`` training examples (all of
     them when the set is smaller), by ``m`` Lanczos steps (:func:`lab.curvature.top_eigenvalues`,
     start vector from the run's seed).  Each step costs about one gradient evaluation on that
-    batch; ``m`` at least the parameter count gives the exact value (in exact arithmetic)."""
+    batch; ``m`` at least the parameter count gives the exact value (in exact arithmetic).
+
+    Parameters (opt-in; part of the identity only when on): with ``keep_params=True`` each
+    run's parameters after its last step (for a diverged run, as frozen before the step it
+    diverged at) are stored with its results, for :meth:`lab.store.Store.final_params`."""
 
     study: Study
     grid: Mapping[str, Sequence[Any]]
@@ -105,6 +109,7 @@ class SweepSpec:
     runs_per_device: int | None = None
     sharpness_iters: int = 0
     sharpness_batch: int = 256
+    keep_params: bool = False
 
 
 class Group(NamedTuple):
@@ -254,6 +259,8 @@ def plan_sweep(spec: SweepSpec) -> Plan:
     check_execution(spec)
     sharpness_iters = _check_int("sharpness_iters", spec.sharpness_iters, 0)
     sharpness_batch = _check_int("sharpness_batch", spec.sharpness_batch, 1)
+    if not isinstance(spec.keep_params, bool):
+        raise ValueError(f"keep_params must be True or False, got {spec.keep_params!r}")
     axes = _grid_axes(spec)
     seeds = _seeds(spec)
     names = [name for name, _ in axes]
@@ -289,6 +296,8 @@ def plan_sweep(spec: SweepSpec) -> Plan:
     }
     if sharpness_iters:  # off by default and then absent, so older fingerprints stay valid
         config["sharpness"] = {"iters": sharpness_iters, "batch": sharpness_batch}
+    if spec.keep_params:    # likewise
+        config["keep_params"] = True
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=True)
     return Plan(
         study=study.name,
