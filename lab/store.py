@@ -339,8 +339,8 @@ class Store:
         """Copy the finished ``batches`` of sweep ``source_id`` in ``source`` (another database
         holding the same sweep, e.g. one process's part of a multi-process sweep) into sweep
         ``sweep_id`` here: run status, divergence, steps, final metrics, curves and kept
-        parameters, as one transaction.  Raises ValueError when a batch is unfinished in ``source`` or holds
-        other runs than here."""
+        parameters, as one transaction.  Raises ValueError when a batch is unfinished in
+        ``source`` or holds other runs than here."""
         batches = sorted(int(b) for b in batches)
         theirs, mine = source.batches(source_id), self.batches(sweep_id)
         for b in batches:
@@ -350,7 +350,7 @@ class Store:
                 raise ValueError(f"batch {b} holds other runs in {source.path} than in {self.path}; nothing was copied")
         runs = [int(r) for b in batches for r in theirs[b][1]]
         src = source._conn
-        kept = src.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'params'").fetchone()[0]
+        kept = _has_params(src)
         with self._transaction() as c:
             if kept:
                 c.execute(PARAMS_TABLE)
@@ -388,7 +388,7 @@ class Store:
         ``jax.tree.unflatten(jax.tree.structure(problem.init_params(key)), leaves)`` rebuilds
         it.  None when the sweep did not keep them (``SweepSpec(keep_params=True)``) or the
         run has not finished."""
-        if not self._conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'params'").fetchone()[0]:
+        if not _has_params(self._conn):
             return None
         row = self._conn.execute("SELECT data FROM params WHERE sweep_id = ? AND run_index = ?",
                                  (sweep_id, run_index)).fetchone()
@@ -471,6 +471,11 @@ class _Transaction:
 
     def __exit__(self, exc_type, *exc):
         self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def _has_params(conn) -> bool:
+    """Whether the database has the ``params`` table (older ones get it when first needed)."""
+    return bool(conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'params'").fetchone()[0])
 
 
 def _segments(c, sweep_id: int, run: int) -> dict:

@@ -538,8 +538,8 @@ class _CallRun:
                 # of the buffer that the next chunk, dispatched below, takes over (donates)
                 checkpoint = None if finished else [np.array(leaf[:len(runs)])
                                                     for leaf in jax.device_get(jax.tree.leaves(outputs[k][0]))]
-                params = None if not (finished and self.spec.keep_params) else [
-                    np.array(leaf[:len(runs)]) for leaf in jax.device_get(jax.tree.leaves(outputs[k][0].params))]
+                params = ([np.array(leaf[:len(runs)]) for leaf in jax.device_get(jax.tree.leaves(outputs[k][0].params))]
+                          if finished and self.spec.keep_params else None)
                 updates.append(BatchUpdate(
                     batch_index=batch, run_indices=runs, first_eval=t // every,
                     metrics={name: values[:len(runs), :(done - t) // every] for name, values in metrics[k].items()},
