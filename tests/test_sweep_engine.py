@@ -147,6 +147,38 @@ def test_kept_parameters_are_each_runs_last_ones(tmp_path):
         run_sweep(spec(grid, keep_params=1), store=":memory:", progress=False)
 
 
+def test_a_knob_of_the_loss_is_a_dynamic_axis_when_the_problem_asks_for_its_config(tmp_path):
+    from lab import losses, nets
+    from lab.sweep import Problem, Study
+    from tests.sweep_problem import X, Y
+
+    net = nets.mlp([16, 4], activation="tanh")
+
+    def loss(params, xb, yb, key, config):        # cross-entropy plus an L2 penalty swept as a dynamic knob
+        penalty = sum(jax.numpy.sum(w ** 2) for w in jax.tree.leaves(params))
+        return (losses.softmax_cross_entropy_with_integer_labels(net.apply(params, xb), yb)
+                + jax.numpy.asarray(config["l2"], penalty.dtype) * penalty)
+
+    study = Study("tiny_mlp_l2", lambda static: Problem(lambda key: net.init(key, (-1, 8))[1], loss, X, Y,
+                                                        loss_config=True),
+                  STUDY.make_optimizer, hyperparameters={"learning_rate": 0.3, "momentum": 0.9, "l2": 0.0},
+                  static={"batch_size": 16})
+    sweep = dataclasses.replace(spec({"l2": [0.0, 0.01, 0.1]}, seeds=1, keep_params=True), study=study)
+    before = len(COMPILES)
+    result = run_sweep(sweep, store=tmp_path / "l2.sqlite", progress=False)
+    assert len(COMPILES) - before == 1                              # three penalties, one program
+    norms = result.final["param_norm"][:, 0]
+    assert norms[0] > norms[1] > norms[2]                           # the penalty reached the loss
+    structure = jax.tree.structure(net.init(jax.random.key(0), (-1, 8))[1])
+    with storelib.Store(tmp_path / "l2.sqlite") as db:              # the default evaluation is that same loss
+        for i, l2 in enumerate((0.0, 0.01, 0.1)):
+            params = jax.tree.unflatten(structure, db.final_params(result.sweep_id, result.index(l2=l2, seed=0)))
+            np.testing.assert_allclose(loss(params, X, Y, jax.random.key(0), {"l2": l2}),
+                                       result.final["eval_loss"][i, 0], rtol=1e-6)
+    sharp = run_sweep(dataclasses.replace(sweep, sharpness_iters=8, keep_params=False), store=":memory:", progress=False)
+    assert np.isfinite(sharp.curves["sharpness"]).all() and (sharp.curves["sharpness"] > 0).all()
+
+
 def test_the_same_config_is_not_run_twice_unless_asked(tmp_path):
     path = tmp_path / "lab.sqlite"
     chunks = []

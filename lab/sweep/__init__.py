@@ -12,7 +12,9 @@ The model::
   damping, weight decay...) and the **seed** are vmapped: one compiled program per
   **static group** (the runs sharing ``batch_size`` and every ``Study.static`` option).
   ``make_optimizer(config)`` is called inside that program, with traced scalars for the
-  dynamic knobs, so new values never recompile.
+  dynamic knobs, so new values never recompile.  A problem built with
+  ``Problem(..., loss_config=True)`` gets the same ``config`` in its loss, so a knob of
+  the loss (an L2 penalty, label smoothing) is a dynamic axis too.
 * Training is :func:`lab.train.make_step`, vmapped over runs inside ``lax.scan``; the host
   runs it in chunks of ``chunk_steps`` to show progress (tqdm; ``progress=False`` turns it
   off), commit to the database and stop early when every run of a batch diverged.

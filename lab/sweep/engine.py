@@ -319,7 +319,8 @@ def _metric_names(spec: SweepSpec, plan: Plan, problems) -> list:
         x, y, ex, ey = (jax.ShapeDtypeStruct(np.shape(a), a.dtype) for a in prog.problem_data(problem))
         state = jax.eval_shape(init, jax.ShapeDtypeStruct((), np.uint32),
                                jax.ShapeDtypeStruct((len(plan.dynamic),), jax.numpy.result_type(float)), x, y)
-        evals = jax.eval_shape(evaluate, state.params, ex, ey)
+        hp = jax.ShapeDtypeStruct((len(plan.dynamic),), jax.numpy.result_type(float))
+        evals = jax.eval_shape(evaluate, state.params, hp, ex, ey)
         group_names = (list(prog.TRAIN_METRICS) + [f"eval_{k}" for k in sorted(evals)]
                        + (["sharpness"] if spec.sharpness_iters else []))
         if names is not None and group_names != names:

@@ -200,28 +200,39 @@ def _program_functions(problem: Problem, make_optimizer, static: dict, dynamic: 
     batch_size = int(static["batch_size"])
     sharp_n = min(int(sharpness_batch), int(np.shape(problem.x)[0]))
 
-    def optimizer(hp):
+    def config_of(hp):
         config = dict(static)
         config.update({name: hp[i] for i, name in enumerate(dynamic)})
-        return make_optimizer(config)
+        return config
 
-    def evaluate(params, ex, ey):
+    def optimizer(hp):
+        return make_optimizer(config_of(hp))
+
+    def loss_of(hp):
+        """A run's training loss ``(params, x, y, key) -> scalar`` (``Problem.loss_config``)."""
+        if not problem.loss_config:
+            return problem.loss
+        config = config_of(hp)
+        return lambda params, x, y, key: problem.loss(params, x, y, key, config)
+
+    def evaluate(params, hp, ex, ey):
+        """Evaluation metrics (``hp`` is read only by the default, loss-only evaluation)."""
         if problem.evaluate is None:
-            return {"loss": problem.loss(params, ex, ey, jax.random.key(0))}
+            return {"loss": loss_of(hp)(params, ex, ey, jax.random.key(0))}
         return dict(problem.evaluate(params, ex, ey))
 
-    def sharpness(params, seed, x, y):
+    def sharpness(params, hp, seed, x, y):
         """Top Hessian eigenvalue of the training loss on the first ``sharp_n`` examples."""
-        xs, ys, key = x[:sharp_n], y[:sharp_n], jax.random.key(0)
+        xs, ys, key, loss = x[:sharp_n], y[:sharp_n], jax.random.key(0), loss_of(hp)
         m = min(sharpness_iters, sum(math.prod(np.shape(p)) for p in jax.tree.leaves(params)))
-        pairs = curvature.top_eigenvalues(lambda p: problem.loss(p, xs, ys, key), params, k=1, num_iters=m,
+        pairs = curvature.top_eigenvalues(lambda p: loss(p, xs, ys, key), params, k=1, num_iters=m,
                                           key=jax.random.fold_in(jax.random.key(seed), 3))
         return pairs.eigenvalues[0]
 
     def init(seed, hp, x, y):
         key = jax.random.key(seed)
         params = problem.init_params(jax.random.fold_in(key, 0))
-        loss_shape = jax.eval_shape(problem.loss, params, x[:batch_size], y[:batch_size], key)
+        loss_shape = jax.eval_shape(loss_of(hp), params, x[:batch_size], y[:batch_size], key)
         return RunState(params, optimizer(hp).init(params), jnp.zeros((), loss_shape.dtype),
                         jnp.full((), -1, jnp.int32))
 
@@ -234,7 +245,7 @@ def _program_functions(problem: Problem, make_optimizer, static: dict, dynamic: 
         def batched_step(with_stats: bool):
             def one(params, opt_state, hp, slot, key, t):
                 idx = schedule[slot, t - t0]
-                step = train.make_step(problem.loss, optimizer(hp), with_stats=with_stats)
+                step = train.make_step(loss_of(hp), optimizer(hp), with_stats=with_stats)
                 return step(params, opt_state, x[idx], y[idx], jax.random.fold_in(key, t))
             return jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None))
 
@@ -272,10 +283,11 @@ def _program_functions(problem: Problem, make_optimizer, static: dict, dynamic: 
             losses = jnp.concatenate([losses, last.loss[None]])      # (every, runs)
             values = {"train_loss": jnp.mean(losses, axis=0), "grad_norm": last.grad_norm,
                       "update_norm": last.update_norm, "param_norm": jax.vmap(train.global_norm)(st.params)}
-            evals = jax.vmap(evaluate, in_axes=(0, None, None))(st.params, ex, ey)
+            by_run = 0 if problem.loss_config else None     # hps reach the loss only when asked
+            evals = jax.vmap(evaluate, in_axes=(0, by_run, None, None))(st.params, hps, ex, ey)
             values.update({f"eval_{k}": v for k, v in evals.items()})
             if sharpness_iters:
-                values["sharpness"] = jax.vmap(sharpness, in_axes=(0, 0, None, None))(st.params, seeds, x, y)
+                values["sharpness"] = jax.vmap(sharpness, in_axes=(0, by_run, 0, None, None))(st.params, hps, seeds, x, y)
             bad = (st.diverged_step >= 0) & (st.diverged_step < start + every)
             values = {k: jnp.where(bad, jnp.nan, v.astype(jnp.result_type(float))) for k, v in values.items()}
             return st, values

@@ -32,15 +32,22 @@ class Problem:
     training data.  ``evaluate(params, x, y) -> {name: scalar}`` gives the evaluation
     metrics on ``eval_x``/``eval_y`` (the training data when those are None); without it
     the one evaluation metric is ``loss`` computed with a fixed key.  Every function must
-    be traceable: the engine calls them inside ``jit`` and ``vmap``."""
+    be traceable: the engine calls them inside ``jit`` and ``vmap``.
+
+    With ``loss_config=True`` the loss is called ``loss(params, x, y, key, config)``, where
+    ``config`` is the run's dict of knobs that ``Study.make_optimizer`` gets (dynamic ones
+    as traced scalars): a knob of the loss itself (an L2 penalty, label smoothing) can then
+    be a dynamic axis, vmapped like a learning rate, instead of a static one compiled per
+    value.  The default evaluation and the opt-in sharpness use the same loss."""
 
     init_params: Callable[[Any], Any]
-    loss: Callable[[Any, Any, Any, Any], Any]
+    loss: Callable[..., Any]
     x: Any
     y: Any
     evaluate: Callable[[Any, Any, Any], Mapping[str, Any]] | None = None
     eval_x: Any = None
     eval_y: Any = None
+    loss_config: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
