@@ -177,6 +177,10 @@ def test_a_knob_of_the_loss_is_a_dynamic_axis_when_the_problem_asks_for_its_conf
                                        result.final["eval_loss"][i, 0], rtol=1e-6)
     sharp = run_sweep(dataclasses.replace(sweep, sharpness_iters=8, keep_params=False), store=":memory:", progress=False)
     assert np.isfinite(sharp.curves["sharpness"]).all() and (sharp.curves["sharpness"] > 0).all()
+    vague = dataclasses.replace(study, make_problem=lambda static: dataclasses.replace(study.make_problem(static),
+                                                                                        loss_config="yes"))
+    with pytest.raises(ValueError, match="loss_config must be True or False"):
+        run_sweep(dataclasses.replace(sweep, study=vague), store=":memory:", progress=False)
 
 
 def test_the_same_config_is_not_run_twice_unless_asked(tmp_path):

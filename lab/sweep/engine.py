@@ -300,6 +300,8 @@ def _build_problem(spec: SweepSpec, group) -> Problem:
         raise TypeError(f"study {spec.study.name!r}: make_problem must return a lab.sweep.Problem, "
                         f"got {type(problem).__name__}")
     where = f"study {spec.study.name!r}, static {group.static}"
+    if not isinstance(problem.loss_config, bool):
+        raise ValueError(f"{where}: Problem.loss_config must be True or False, got {problem.loss_config!r}")
     datalib.check_dataset(problem.x, problem.y, name=f"{where}: training data")
     if (problem.eval_x is None) != (problem.eval_y is None):
         raise ValueError(f"{where}: give both eval_x and eval_y, or neither")

@@ -287,7 +287,8 @@ def _program_functions(problem: Problem, make_optimizer, static: dict, dynamic: 
             evals = jax.vmap(evaluate, in_axes=(0, by_run, None, None))(st.params, hps, ex, ey)
             values.update({f"eval_{k}": v for k, v in evals.items()})
             if sharpness_iters:
-                values["sharpness"] = jax.vmap(sharpness, in_axes=(0, by_run, 0, None, None))(st.params, hps, seeds, x, y)
+                values["sharpness"] = jax.vmap(sharpness, in_axes=(0, by_run, 0, None, None))(
+                    st.params, hps, seeds, x, y)
             bad = (st.diverged_step >= 0) & (st.diverged_step < start + every)
             values = {k: jnp.where(bad, jnp.nan, v.astype(jnp.result_type(float))) for k, v in values.items()}
             return st, values
