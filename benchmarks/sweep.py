@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     import optax
 
     from lab import train
-    from lab.sweep import SweepSpec, run_sweep, use_cpu_cores
+    from lab.sweep import run_sweep, use_cpu_cores
     from lab.sweep import program as prog
 
     use_cpu_cores(args.host_devices or None)   # before any computation
@@ -82,11 +82,10 @@ def main(argv=None) -> int:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     steps = args.steps or (60 if args.reduced else 300)
     sizes = args.runs or ([64, 256] if args.reduced else [64, 1024])
-    batch, n, seeds = 64, 2048, 4
-
     # ------------------------------------------------------------------ the problem
     ref = reference()
-    x, y, loss, init, study, flops = ref.x, ref.y, ref.loss, ref.init, ref.study, ref.flops
+    batch, n, seeds = ref.batch, ref.n, ref.seeds
+    x, y, loss, init, flops = ref.x, ref.y, ref.loss, ref.init, ref.flops
     peak = matmul_peak(jax, jnp, np)
     schedules = {s: prog.batch_schedule(s, n, batch, 0, steps) for s in range(seeds)}
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} x{len(jax.devices())}, {os.cpu_count()} cores; "
@@ -159,9 +158,7 @@ def main(argv=None) -> int:
     for runs, count, per_device in ((r, c, p) for r in sizes for c in device_counts for p in args.runs_per_device):
         if count > len(jax.local_devices()):
             raise SystemExit(f"--devices {count}: this process has {len(jax.local_devices())} devices")
-        spec = SweepSpec(study, {"learning_rate": [lr for lr, _ in configs(runs)[::seeds]]}, seeds=seeds,
-                         steps=steps, eval_every=steps, chunk_steps=steps, divergence_factor=float("inf"),
-                         runs_per_device=per_device or None)
+        spec = ref.spec(runs, steps, runs_per_device=per_device or None)
         timings = []
         for _ in range(args.repeats):  # the first compiles (or loads from the cache); later ones reuse it
             t0 = time.perf_counter()
@@ -204,16 +201,18 @@ def main(argv=None) -> int:
 
 def reference():
     """The reference sweep's problem: data ``x``, ``y`` (2,048 x 64, labels from a noisy
-    linear teacher), ``loss``, ``init``, the engine's ``study`` (SGD, momentum 0.9, batch 64)
-    and ``flops``, the matmul FLOPs of one run-step.  Call after :func:`lab.sweep.use_cpu_cores`."""
+    linear teacher), ``loss``, ``init``, the engine's ``study`` (SGD, momentum 0.9, batch 64),
+    ``flops``, the matmul FLOPs of one run-step, and ``spec(runs, steps, runs_per_device=None)``,
+    the engine's sweep of ``runs`` (learning rates 1e-3..1 x 4 seeds, one evaluation, one
+    chunk, divergence only on a non-finite loss).  Call after :func:`lab.sweep.use_cpu_cores`."""
     from types import SimpleNamespace
 
     import numpy as np
 
     from lab import losses, nets, optim
-    from lab.sweep import Problem, Study
+    from lab.sweep import Problem, Study, SweepSpec
 
-    batch, n = 64, 2048
+    batch, n, seeds = 64, 2048, 4
     rng = np.random.RandomState(0)
     x = rng.randn(n, SIZES[0]).astype(np.float32)
     teacher = rng.randn(SIZES[0], SIZES[-1]).astype(np.float32)
@@ -231,7 +230,14 @@ def reference():
                   static={"batch_size": batch}, description={"net": "mlp 64-128-128-10 tanh", "data": "2048x64 teacher"})
     flops = 2 * batch * (2 * sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:]))
                          + sum(a * b for a, b in zip(SIZES[1:-1], SIZES[2:])))
-    return SimpleNamespace(x=x, y=y, loss=loss, init=init, study=study, flops=flops, batch=batch, n=n)
+
+    def spec(runs, steps, runs_per_device=None):
+        return SweepSpec(study, {"learning_rate": list(np.geomspace(1e-3, 1.0, runs // seeds))}, seeds=seeds,
+                         steps=steps, eval_every=steps, chunk_steps=steps, divergence_factor=float("inf"),
+                         runs_per_device=runs_per_device)
+
+    return SimpleNamespace(x=x, y=y, loss=loss, init=init, study=study, flops=flops, batch=batch, n=n, seeds=seeds,
+                           spec=spec)
 
 
 def matmul_peak(jax, jnp, np, size=1024, repeats=40) -> float:

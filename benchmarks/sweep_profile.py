@@ -117,19 +117,17 @@ def self_times(trace: dict, names) -> dict:
 
 def main(argv=None) -> int:
     args = parse(argv)
-    from lab.sweep import SweepSpec, run_sweep, use_cpu_cores
+    from lab.sweep import run_sweep, use_cpu_cores
     use_cpu_cores(args.host_devices or None)
 
     import jax
-    import numpy as np
     from machine import describe
     from sweep import reference
 
     from lab.sweep import program as prog
 
     ref = reference()
-    spec = SweepSpec(ref.study, {"learning_rate": list(np.geomspace(1e-3, 1.0, args.runs // 4))}, seeds=4,
-                     steps=args.steps, eval_every=args.steps, chunk_steps=args.steps, divergence_factor=float("inf"))
+    spec = ref.spec(args.runs, args.steps)
     print(describe(), flush=True)
     rates = []
     for _ in range(3):

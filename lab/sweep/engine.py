@@ -319,9 +319,8 @@ def _metric_names(spec: SweepSpec, plan: Plan, problems) -> list:
         init, _, evaluate = prog._program_functions(problem, spec.study.make_optimizer, group.static, plan.dynamic,
                                                     steps=1, every=1, blocks=1)
         x, y, ex, ey = (jax.ShapeDtypeStruct(np.shape(a), a.dtype) for a in prog.problem_data(problem))
-        state = jax.eval_shape(init, jax.ShapeDtypeStruct((), np.uint32),
-                               jax.ShapeDtypeStruct((len(plan.dynamic),), jax.numpy.result_type(float)), x, y)
         hp = jax.ShapeDtypeStruct((len(plan.dynamic),), jax.numpy.result_type(float))
+        state = jax.eval_shape(init, jax.ShapeDtypeStruct((), np.uint32), hp, x, y)
         evals = jax.eval_shape(evaluate, state.params, hp, ex, ey)
         group_names = (list(prog.TRAIN_METRICS) + [f"eval_{k}" for k in sorted(evals)]
                        + (["sharpness"] if spec.sharpness_iters else []))
@@ -537,12 +536,8 @@ class _CallRun:
             finished = done >= steps or all((d >= 0).all() for d in diverged)
             updates = []
             for k, (batch, runs, _) in enumerate(members):
-                # owned copies (as ``diverged``): a CPU device's array read to the host is a view
-                # of the buffer that the next chunk, dispatched below, takes over (donates)
-                checkpoint = None if finished else [np.array(leaf[:len(runs)])
-                                                    for leaf in jax.device_get(jax.tree.leaves(outputs[k][0]))]
-                params = ([np.array(leaf[:len(runs)]) for leaf in jax.device_get(jax.tree.leaves(outputs[k][0].params))]
-                          if finished and self.spec.keep_params else None)
+                checkpoint = None if finished else _host_rows(outputs[k][0], len(runs))
+                params = _host_rows(outputs[k][0].params, len(runs)) if finished and self.spec.keep_params else None
                 updates.append(BatchUpdate(
                     batch_index=batch, run_indices=runs, first_eval=t // every,
                     metrics={name: values[:len(runs), :(done - t) // every] for name, values in metrics[k].items()},
@@ -560,6 +555,13 @@ class _CallRun:
                           "step": done, "diverged": diverged_before + diverged_now})
             if finished:
                 return diverged_now
+
+
+def _host_rows(tree, n: int) -> list:
+    """The first ``n`` rows (the real runs) of every leaf of ``tree``, as owned host arrays:
+    a CPU device's array read to the host is a view of its buffer, which the next chunk,
+    dispatched before the commit, takes over (donates)."""
+    return [np.array(leaf[:n]) for leaf in jax.device_get(jax.tree.leaves(tree))]
 
 
 def _progress_bar(total: int, runs: int, enabled: bool):

@@ -190,6 +190,14 @@ def runs_per_device(run_bytes: int, device, *, cap: int | None = None) -> int:
 # --------------------------------------------------------------------------- the program
 
 
+def run_config(static: dict, dynamic: tuple, hp) -> dict:
+    """A run's knobs as ``make_optimizer`` (and a ``loss_config`` loss) get them: the group's
+    static options, and each dynamic hyperparameter from ``hp`` (traced in the program)."""
+    config = dict(static)
+    config.update({name: hp[i] for i, name in enumerate(dynamic)})
+    return config
+
+
 def _program_functions(problem: Problem, make_optimizer, static: dict, dynamic: tuple, *,
                        steps: int, every: int, blocks: int, sharpness_iters: int = 0,
                        sharpness_batch: int = 256, freeze_by_batch: bool = False):
@@ -200,19 +208,14 @@ def _program_functions(problem: Problem, make_optimizer, static: dict, dynamic: 
     batch_size = int(static["batch_size"])
     sharp_n = min(int(sharpness_batch), int(np.shape(problem.x)[0]))
 
-    def config_of(hp):
-        config = dict(static)
-        config.update({name: hp[i] for i, name in enumerate(dynamic)})
-        return config
-
     def optimizer(hp):
-        return make_optimizer(config_of(hp))
+        return make_optimizer(run_config(static, dynamic, hp))
 
     def loss_of(hp):
         """A run's training loss ``(params, x, y, key) -> scalar`` (``Problem.loss_config``)."""
         if not problem.loss_config:
             return problem.loss
-        config = config_of(hp)
+        config = run_config(static, dynamic, hp)
         return lambda params, x, y, key: problem.loss(params, x, y, key, config)
 
     def evaluate(params, hp, ex, ey):
@@ -485,9 +488,7 @@ def estimate_run_bytes(problem: Problem, make_optimizer, static: dict, dynamic: 
 
     def init(seed, hp):
         params = problem.init_params(jax.random.key(seed))
-        config = dict(static)
-        config.update({name: hp[i] for i, name in enumerate(dynamic)})
-        return params, make_optimizer(config).init(params)
+        return params, make_optimizer(run_config(static, dynamic, hp)).init(params)
 
     params, opt_state = jax.eval_shape(init, jax.ShapeDtypeStruct((), jnp.uint32),
                                        jax.ShapeDtypeStruct((len(dynamic),), float_dtype))
