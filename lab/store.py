@@ -394,6 +394,14 @@ class Store:
                                  (sweep_id, run_index)).fetchone()
         return None if row is None else _npz_arrays(row[0])
 
+    def run_counts(self) -> dict:
+        """``sweep_id -> {run status: count}`` for every sweep with runs."""
+        counts: dict = {}
+        for sweep_id, status, n in self._conn.execute(
+                "SELECT sweep_id, status, COUNT(*) FROM runs GROUP BY sweep_id, status"):
+            counts.setdefault(sweep_id, {})[status] = n
+        return counts
+
     def list_sweeps(self) -> list[dict]:
         """One summary dict per sweep, oldest first."""
         cols = ("id", "study", "fingerprint", "status", "started", "ended", "compile_seconds", "run_seconds")

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 
 from lab.store import Store, SweepResult
-from lab.sweep import SweepSpec, plan_sweep
+from lab.sweep import SweepSpec, fetch_sweep
 
 # name -> module, in the order `lab list` and `lab run all` use.
 STUDIES = {
@@ -41,20 +41,6 @@ def import_study(name: str) -> ModuleType:
 
 
 def stored_sweep(spec: SweepSpec, store: Store | str | Path) -> SweepResult:
-    """The finished sweep ``spec`` read from ``store`` without computing anything.
-
-    Raises LookupError when the database holds no finished sweep with this spec's
-    fingerprint (a missing database file counts as empty and is not created)."""
-    plan = plan_sweep(spec)
-    if not isinstance(store, Store) and str(store) != ":memory:" and not Path(store).exists():
-        raise LookupError(f"no results database at {store}, so no sweep of study {plan.study!r} with this config")
-    db = store if isinstance(store, Store) else Store(store)
-    try:
-        found = db.find_sweep(plan.fingerprint)
-        if found is None or found["status"] != "done":
-            state = "is not" if found is None else f"is {found['status']}, not finished,"
-            raise LookupError(f"the sweep of study {plan.study!r} with this config {state} in {db.path}")
-        return db.load(found["id"])
-    finally:
-        if not isinstance(store, Store):
-            db.close()
+    """The finished sweep ``spec`` read from ``store`` without computing anything
+    (:func:`lab.sweep.fetch_sweep`): LookupError when the database holds none."""
+    return fetch_sweep(spec, store=store)

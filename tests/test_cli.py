@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import studies
-from lab import cli
+from studies import cli
 from lab.sweep import run_sweep
 from tests import sweep_problem
 
@@ -183,7 +183,7 @@ def _child_devices(tmp_path, code, **env):
 
 def test_lab_command_splits_the_cpu_into_one_device_per_core_or_as_told(tmp_path):
     import os
-    code = "import jax; from lab import cli; rc = cli.main(['list']); print(rc, jax.local_device_count())"
+    code = "import jax; from studies import cli; rc = cli.main(['list']); print(rc, jax.local_device_count())"
     cores = len(os.sched_getaffinity(0))
     assert _child_devices(tmp_path, code) == f"0 {cores}"
     assert _child_devices(tmp_path, code, LAB_CPU_DEVICES="3") == "0 3"

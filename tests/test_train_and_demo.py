@@ -5,7 +5,8 @@ import optax
 import pytest
 
 import lab
-from lab import cli, data, losses, nets, optim, train
+from lab import data, losses, nets, optim, train
+from studies import cli
 from lab.optim.base import accepts_extra_args
 
 

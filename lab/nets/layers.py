@@ -118,13 +118,17 @@ def _pool(name: str, window, stride, padding, average: bool) -> Layer:
         out_hw = _spatial_out(name, in_shape, window, strides, padding)
         return (in_shape[0],) + out_hw + (in_shape[3],), ()
 
+    # The init values are Python scalars on purpose: a concrete identity (-inf for max, 0 for
+    # add) makes lax.reduce_window use its differentiable max/sum primitives.  An array init
+    # (jnp.array(-inf)) is a tracer under jit, which selects the generic reduce_window that
+    # reverse-mode autodiff cannot linearise ("Linearization failed").
     def apply(params, x, *, key=None, train=False):
         check_rank(name, x.shape, 4, "(N, H, W, C)")
         if not average:
-            return lax.reduce_window(x, jnp.array(-jnp.inf, x.dtype), lax.max, dims, steps, pads)
-        total = lax.reduce_window(x, jnp.array(0, x.dtype), lax.add, dims, steps, pads)
+            return lax.reduce_window(x, -jnp.inf, lax.max, dims, steps, pads)
+        total = lax.reduce_window(x, 0.0, lax.add, dims, steps, pads)
         ones = jnp.ones((1,) + x.shape[1:3] + (1,), x.dtype)
-        count = lax.reduce_window(ones, jnp.array(0, x.dtype), lax.add, dims, steps, pads)
+        count = lax.reduce_window(ones, 0.0, lax.add, dims, steps, pads)
         return total / count  # padded cells are not counted
 
     return stateless(init, apply)

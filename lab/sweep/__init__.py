@@ -57,9 +57,9 @@ database and every process returns the whole sweep (``run_sweep(process=(i, n))`
 ``jax.distributed``).  The merged results equal a one-process run bit for bit.
 """
 from lab.store import SweepResult
-from lab.sweep.engine import run_sweep, use_cpu_cores
-from lab.sweep.program import TRAIN_METRICS
+from lab.sweep.engine import fetch_sweep, run_sweep, use_cpu_cores
+from lab.sweep.program import TRAIN_METRICS, RunKeys, run_keys
 from lab.sweep.spec import Group, Plan, Problem, Study, SweepSpec, classification_metrics, plan_sweep
 
-__all__ = ["Problem", "Study", "SweepSpec", "Plan", "Group", "plan_sweep", "classification_metrics", "run_sweep", "SweepResult",
-           "TRAIN_METRICS", "use_cpu_cores"]
+__all__ = ["Problem", "Study", "SweepSpec", "Plan", "Group", "plan_sweep", "classification_metrics", "run_sweep", "fetch_sweep",
+           "SweepResult", "TRAIN_METRICS", "use_cpu_cores", "run_keys", "RunKeys"]

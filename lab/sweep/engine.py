@@ -79,6 +79,26 @@ def run_sweep(spec: SweepSpec, *, store: Store | str | Path | None = None, progr
             db.close()
 
 
+def fetch_sweep(spec: SweepSpec, *, store: Store | str | Path | None = None) -> SweepResult:
+    """The finished sweep ``spec`` read from ``store`` (as in :func:`run_sweep`), computing nothing.
+
+    Raises LookupError when the database (a missing file counts as empty and is not
+    created) holds no finished sweep of this spec."""
+    plan = plan_sweep(spec)
+    if not isinstance(store, Store) and str(store) != ":memory:" and not Path(DEFAULT_PATH if store is None else store).exists():
+        raise LookupError(f"no results database at {store}, so no sweep of study {plan.study!r} with this config")
+    db = store if isinstance(store, Store) else Store(DEFAULT_PATH if store is None else store)
+    try:
+        found = db.find_sweep(plan.fingerprint)
+        if found is None or found["status"] != "done":
+            state = "is not" if found is None else f"is {found['status']}, not finished,"
+            raise LookupError(f"the sweep of study {plan.study!r} with this config {state} in {db.path}")
+        return db.load(found["id"])
+    finally:
+        if not isinstance(store, Store):
+            db.close()
+
+
 def _run_here(spec, plan, db, devices, progress, rerun, on_chunk, share=None) -> SweepResult:
     """The sweep in ``db`` on ``devices``: fetched when done, else created or resumed and run
     (only the batches of ``share = (index, count)`` when given)."""

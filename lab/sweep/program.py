@@ -23,8 +23,9 @@ steps for every run of a batch on device ``k`` and returns ``(state, metrics)``.
 * ignores steps at or after ``steps``, so a last, partial call reuses the executable,
 * with ``sharpness_iters > 0``, adds the metric ``sharpness`` (see ``SweepSpec``).
 
-Randomness depends only on (seed, step): ``k = key(seed)``; parameters from
-``fold_in(k, 0)``; the loss's key at step ``t`` is ``fold_in(fold_in(k, 2), t)``.  The
+Randomness depends only on (seed, step), by :func:`run_keys`: ``k = key(seed)``; parameters
+from ``fold_in(k, 0)``; the loss's key at step ``t`` is ``fold_in(fold_in(k, 2), t)``; the
+sharpness start vector from ``fold_in(k, 3)``.  The
 mini-batch order comes from :func:`batch_schedule`, a host-side function of (seed, epoch)
 alone: each call receives the index window of its steps for each seed it holds
 (``schedule``, shape (seeds, steps, batch)) and each run's row in it (``slots``).  So a
@@ -101,6 +102,40 @@ class Program(NamedTuple):
     def device_count(self) -> int:
         """Devices the program runs on (fewer than asked for when it calls CPU kernels)."""
         return len(self.devices)
+
+
+# --------------------------------------------------------------------------- keys
+
+
+class RunKeys(NamedTuple):
+    """The keys of one run, all from its seed (:func:`run_keys`)."""
+    seed_key: jax.Array
+
+    @property
+    def params(self) -> jax.Array:
+        """The key ``Problem.init_params`` draws the run's initial parameters with."""
+        return jax.random.fold_in(self.seed_key, 0)
+
+    @property
+    def steps(self) -> jax.Array:
+        """The key the step keys come from: :meth:`step`."""
+        return jax.random.fold_in(self.seed_key, 2)
+
+    def step(self, t) -> jax.Array:
+        """The key ``Problem.loss`` gets at step ``t`` (0-based)."""
+        return jax.random.fold_in(self.steps, t)
+
+    @property
+    def sharpness(self) -> jax.Array:
+        """The key of the Lanczos start vector of the opt-in ``sharpness`` metric."""
+        return jax.random.fold_in(self.seed_key, 3)
+
+
+def run_keys(seed) -> RunKeys:
+    """The engine's keys for the run with ``seed`` (an integer in [0, 2**32), or a traced
+    uint32): ``run_keys(s).params`` is the key its initial parameters were drawn with, so
+    ``problem.init_params(run_keys(s).params)`` rebuilds them outside the engine."""
+    return RunKeys(jax.random.key(seed))
 
 
 # --------------------------------------------------------------------------- key packing
@@ -229,13 +264,13 @@ def _program_functions(problem: Problem, make_optimizer, static: dict, dynamic: 
         xs, ys, key, loss = x[:sharp_n], y[:sharp_n], jax.random.key(0), loss_of(hp)
         m = min(sharpness_iters, sum(math.prod(np.shape(p)) for p in jax.tree.leaves(params)))
         pairs = curvature.top_eigenvalues(lambda p: loss(p, xs, ys, key), params, k=1, num_iters=m,
-                                          key=jax.random.fold_in(jax.random.key(seed), 3))
+                                          key=run_keys(seed).sharpness)
         return pairs.eigenvalues[0]
 
     def init(seed, hp, x, y):
-        key = jax.random.key(seed)
-        params = problem.init_params(jax.random.fold_in(key, 0))
-        loss_shape = jax.eval_shape(loss_of(hp), params, x[:batch_size], y[:batch_size], key)
+        keys = run_keys(seed)
+        params = problem.init_params(keys.params)
+        loss_shape = jax.eval_shape(loss_of(hp), params, x[:batch_size], y[:batch_size], keys.seed_key)
         return RunState(params, optimizer(hp).init(params), jnp.zeros((), loss_shape.dtype),
                         jnp.full((), -1, jnp.int32))
 
@@ -243,7 +278,7 @@ def _program_functions(problem: Problem, make_optimizer, static: dict, dynamic: 
         """A batch of runs (every argument before ``schedule`` has the run axis first) through
         ``blocks`` blocks; metrics come out with shape (runs, blocks)."""
         x, y, ex, ey = data
-        step_keys = jax.vmap(lambda seed: jax.random.fold_in(jax.random.key(seed), 2))(seeds)
+        step_keys = jax.vmap(lambda seed: run_keys(seed).steps)(seeds)
 
         def batched_step(with_stats: bool):
             def one(params, opt_state, hp, slot, key, t):

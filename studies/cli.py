@@ -290,12 +290,7 @@ def _show(args) -> int:
         print(f"lab: error: no results database at {db}", file=sys.stderr)
         return 1
     with Store(db) as store:
-        sweeps = store.list_sweeps()
-        counts = {}
-        # Store has no run-count query yet; read the runs table directly (read-only).
-        for sweep_id, status, n in store._conn.execute(
-                "SELECT sweep_id, status, COUNT(*) FROM runs GROUP BY sweep_id, status"):
-            counts.setdefault(sweep_id, {})[status] = n
+        sweeps, counts = store.list_sweeps(), store.run_counts()
     if not sweeps:
         print(f"no sweeps in {db}")
         return 0
