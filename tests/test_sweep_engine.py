@@ -250,38 +250,57 @@ def test_a_sweep_begun_under_another_program_is_not_resumed(tmp_path):
     _interrupt_at_step_20(path)
     with storelib.Store(path) as db:
         (row,) = db.list_sweeps()
-        recorded = db.execution(row["id"])["programs"]
-    assert list(recorded) == ["0"] and len(recorded["0"]) == 64          # one static group, a sha256
+        recorded = db.execution(row["id"])
+    assert list(recorded["programs"]) == ["0"] and len(recorded["programs"]["0"]) == 64   # one group, a sha256
+    assert sorted(recorded["identities"]["0"]) == ["data", "device", "jaxlib", "program", "xla_flags"]
 
-    def tamper(programs):
+    def tamper(change):
         with sqlite3.connect(path) as conn:
             (execution,) = conn.execute("SELECT execution FROM sweeps").fetchone()
             execution = json.loads(execution)
-            if programs is None:
-                del execution["programs"]                 # as a sweep stored before programs were recorded
-            else:
-                execution["programs"] = programs
+            change(execution)
             conn.execute("UPDATE sweeps SET execution = ?", (json.dumps(execution),))
 
-    for programs, why in (({"0": "0" * 64}, "another compiled program"), (None, "before the engine recorded")):
-        tamper(programs)
+    def restore(execution):
+        execution.clear()
+        execution.update(recorded)
+
+    def part(key, value):
+        return lambda e: e["identities"]["0"].update({key: value})
+
+    def old_style(programs):   # as a sweep begun before the part-by-part record
+        def change(execution):
+            del execution["identities"]
+            if programs is None:
+                del execution["programs"]                 # ... or before programs were recorded at all
+            else:
+                execution["programs"] = programs
+        return change
+
+    cases = [(old_style({"0": "0" * 64}), "another compiled program"), (old_style(None), "before the engine recorded"),
+             (part("program", "0" * 64), r"the lowered program \(the study's model"),
+             (part("data", "0" * 64), "the training or evaluation data differ"),
+             (part("jaxlib", "0.0.1"), "jaxlib '0.0.1' -> ")]
+    for change, why in cases:
+        tamper(restore)
+        tamper(change)
         with pytest.raises(ValueError, match=f"static group .*{why}.*rerun=True"):
             run_sweep(spec(), store=path, progress=False)
         with storelib.Store(path) as db:                           # nothing was lost or changed
             (row,) = db.list_sweeps()
             assert row["status"] == "interrupted" and db.checkpoint(row["id"], 0)[0] == 20
-    tamper(recorded)                                               # the same program again: it resumes
+    tamper(restore)                                                # the same program again: it resumes
     resumed = run_sweep(spec(), store=path, progress=False)
     assert resumed.status == "done" and resumed.sweep_id == row["id"]
     assert_same_runs(resumed, run_sweep(spec(), store=":memory:", progress=False), np.s_[:], np.s_[:])
 
 
 def test_parts_that_ran_a_group_under_different_programs_are_not_merged():
-    from lab.sweep import engine
+    from lab.sweep import parts
     same = [{"programs": {"0": "a", "1": "b"}}, {"programs": {"0": "a"}}, {}]
-    assert engine._merged_programs(same) == {"0": "a", "1": "b"}
+    assert parts.merged_programs(same) == {"0": "a", "1": "b"}
     with pytest.raises(ValueError, match="static group 1 under different compiled programs"):
-        engine._merged_programs([{"programs": {"1": "b"}}, {"programs": {"1": "c"}}])
+        parts.merged_programs([{"programs": {"1": "b"}}, {"programs": {"1": "c"}}])
 
 
 def test_progress_bar_reports_runs_and_divergence(capfd):
@@ -292,8 +311,10 @@ def test_progress_bar_reports_runs_and_divergence(capfd):
 
 def test_frozen_run_parameters_stop_changing(base):
     problem = STUDY.make_problem({"batch_size": 16, "width": 16})
-    p = prog.build_program(problem, STUDY.make_optimizer, {"batch_size": 16, "width": 16}, ("learning_rate", "momentum"),
-                           steps=40, every=10, blocks=2, runs_per_dev=4, devices=jax.devices()[:1], schedule_rows=4)
+    lowering = prog.lower_group(problem, STUDY.make_optimizer, {"batch_size": 16, "width": 16},
+                                ("learning_rate", "momentum"), steps=40, every=10, blocks=2, runs_per_dev=4,
+                                schedule_rows=4, device=jax.devices()[0])
+    p = prog.build_program(lowering, devices=jax.devices()[:1])
     leaves, treedef = jax.tree.flatten(p.state_shapes)
     state = jax.tree.unflatten(treedef, [np.zeros(s.shape, s.dtype) for s in leaves])
     hp = np.array([[0.1, 0.9], [60.0, 0.9], [0.1, 0.9], [0.1, 0.9]])

@@ -144,17 +144,17 @@ def test_runs_per_device_follows_memory_and_cap():
 
 
 def test_large_grids_are_cut_into_device_sized_batches():
-    from lab.sweep import engine
+    from lab.sweep import context, engine
 
     big = spec({"learning_rate": list(np.geomspace(1e-3, 1.0, 25)), "width": [8, 16]}, seeds=4, runs_per_device=None)
-    plan = plan_sweep(big)                                        # 2 groups of 100 runs
-    problems = [STUDY.make_problem(g.static) for g in plan.groups]
-    per_device = engine._choose_runs_per_device(big, plan, problems, jax.devices("cpu")[0])
+    run = context.SweepRun.build(big, jax.devices("cpu")[:1])
+    plan = run.plan                                               # 2 groups of 100 runs
+    per_device = run.choose_runs_per_device()
     assert per_device == {"0": 16, "1": 16}                       # CPU cap; far below the memory budget
-    rows = list(engine._batch_rows(plan, per_device))
+    rows = list(run.batch_rows(per_device))
     sizes = np.bincount([batch for _, _, batch, _, _ in rows])
     assert sizes.tolist() == [16] * 6 + [4] + [16] * 6 + [4]                  # batches never mix groups
     assert [r[0] for r in rows] == sorted(r[0] for r in rows if r[1] == 0) + sorted(r[0] for r in rows if r[1] == 1)
     # up to one batch per device in a call, and only batches resuming from the same step share one
     assert engine._calls([(0, 0), (0, 1), (0, 2), (20, 3)], 2) == [[0, 1], [2], [3]]
-    assert engine._schedule_rows(plan, 128) == 4 and engine._schedule_rows(plan, 2) == 2
+    assert context.schedule_rows(plan, 128) == 4 and context.schedule_rows(plan, 2) == 2

@@ -39,9 +39,14 @@ The model::
   (frozen ones for a diverged run): ``Store(path).final_params(result.sweep_id,
   result.index(learning_rate=0.1, seed=0))`` gives their leaves back.
 * Results go to :mod:`lab.store`; a finished sweep is never rerun unless ``rerun=True``,
-  and an interrupted one resumes from its last committed chunk with identical results
-  (one whose compiled program changed since it began, by new code, jaxlib, XLA flags or
-  device kind, is refused: ``rerun=True``).
+  and an interrupted one resumes from its last committed chunk with identical results.
+  Each static group records what it computed (its lowered program, data, jaxlib, XLA
+  flags, device kind): a finished sweep whose program or data would now differ (the
+  model or the data changed behind an unchanged config) is refused as stale rather than
+  served, and so is resuming one whose program changed since it began; the error names
+  what changed (``rerun=True`` computes afresh, the old sweep is kept).
+  :func:`fetch_sweep` reads a finished sweep, with the same check, computing nothing.
+  :func:`run_keys` gives a run's keys as the engine draws them.
 
 Determinism: per-run randomness comes only from (seed, step); on CPU a run's numbers are
 bitwise the same whatever the chunking, grid layout or device count, at a fixed
@@ -58,7 +63,8 @@ database and every process returns the whole sweep (``run_sweep(process=(i, n))`
 """
 from lab.store import SweepResult
 from lab.sweep.engine import fetch_sweep, run_sweep, use_cpu_cores
-from lab.sweep.program import TRAIN_METRICS, RunKeys, run_keys
+from lab.sweep.program import TRAIN_METRICS
+from lab.sweep.runs import RunKeys, run_keys
 from lab.sweep.spec import Group, Plan, Problem, Study, SweepSpec, classification_metrics, plan_sweep
 
 __all__ = ["Problem", "Study", "SweepSpec", "Plan", "Group", "plan_sweep", "classification_metrics", "run_sweep", "fetch_sweep",

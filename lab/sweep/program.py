@@ -1,6 +1,8 @@
 """The compiled program of one static group: init, train and evaluate many runs at once.
 
-Contract.  :func:`build_program` returns a :class:`Program` whose ``calls[k](state, hparams,
+Contract.  :func:`lower_group` traces and lowers a static group's program once (its metric
+names and identity come from that lowering); :func:`build_program` compiles it into a
+:class:`Program` whose ``calls[k](state, hparams,
 seeds, slots, schedule, data, t0, start, factor)`` runs ``blocks`` blocks of ``eval_every``
 steps for every run of a batch on device ``k`` and returns ``(state, metrics)``.  It is one
 ``jax.jit`` of a function that
@@ -56,6 +58,8 @@ from jax import lax
 from jax.sharding import SingleDeviceSharding
 
 from lab import curvature, train
+from lab.sweep.runs import (RunKeys, batch_schedule, device_memory_budget, epoch_permutation,  # noqa: F401 (re-exported)
+                            estimate_run_bytes, is_key, run_config, run_keys, runs_per_device, tree_bytes)
 from lab.sweep.spec import Problem
 
 TRAIN_METRICS = ("train_loss", "grad_norm", "update_norm", "param_norm")
@@ -104,133 +108,29 @@ class Program(NamedTuple):
         return len(self.devices)
 
 
-# --------------------------------------------------------------------------- keys
-
-
-class RunKeys(NamedTuple):
-    """The keys of one run, all from its seed (:func:`run_keys`)."""
-    seed_key: jax.Array
-
-    @property
-    def params(self) -> jax.Array:
-        """The key ``Problem.init_params`` draws the run's initial parameters with."""
-        return jax.random.fold_in(self.seed_key, 0)
-
-    @property
-    def steps(self) -> jax.Array:
-        """The key the step keys come from: :meth:`step`."""
-        return jax.random.fold_in(self.seed_key, 2)
-
-    def step(self, t) -> jax.Array:
-        """The key ``Problem.loss`` gets at step ``t`` (0-based)."""
-        return jax.random.fold_in(self.steps, t)
-
-    @property
-    def sharpness(self) -> jax.Array:
-        """The key of the Lanczos start vector of the opt-in ``sharpness`` metric."""
-        return jax.random.fold_in(self.seed_key, 3)
-
-
-def run_keys(seed) -> RunKeys:
-    """The engine's keys for the run with ``seed`` (an integer in [0, 2**32), or a traced
-    uint32): ``run_keys(s).params`` is the key its initial parameters were drawn with, so
-    ``problem.init_params(run_keys(s).params)`` rebuilds them outside the engine."""
-    return RunKeys(jax.random.key(seed))
-
-
 # --------------------------------------------------------------------------- key packing
-
-
-def _is_key(x) -> bool:
-    return jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
 def pack(tree):
     """Replace typed PRNG key leaves by their raw key data (plain uint32 arrays)."""
-    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+    return jax.tree.map(lambda x: jax.random.key_data(x) if is_key(x) else x, tree)
 
 
 def unpack(tree, template):
     """Undo :func:`pack`, using ``template`` (an abstract tree) to find the key leaves."""
-    return jax.tree.map(lambda x, t: jax.random.wrap_key_data(x) if _is_key(t) else x, tree, template)
+    return jax.tree.map(lambda x, t: jax.random.wrap_key_data(x) if is_key(t) else x, tree, template)
 
 
 def _select(pred, new, old):
     """Per-leaf ``where(pred, new, old)`` for a scalar ``pred``; works for key leaves too."""
     def one(a, b):
-        if _is_key(a):
+        if is_key(a):
             return jax.random.wrap_key_data(jnp.where(pred, jax.random.key_data(a), jax.random.key_data(b)))
         return jnp.where(pred, a, b)
     return jax.tree.map(one, new, old)
 
 
-# --------------------------------------------------------------------------- batches
-
-
-def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
-    """A permutation of range(n) that depends only on (seed, epoch): the stable argsort of
-    n raw PCG64 draws seeded by ``SeedSequence([seed, epoch])`` (both bit streams are
-    fixed by NumPy's stability policy, unlike ``Generator.permutation``)."""
-    bits = np.random.PCG64(np.random.SeedSequence([int(seed), int(epoch)])).random_raw(n)
-    return np.argsort(bits, kind="stable").astype(np.int32)
-
-
-def batch_schedule(seed: int, n: int, batch_size: int, start: int, length: int) -> np.ndarray:
-    """Mini-batch indices of steps ``start .. start + length - 1``: an int32 (length, batch_size)
-    array.  Epochs without replacement: epoch ``e`` is :func:`epoch_permutation` cut into
-    ``n // batch_size`` batches (the ``n % batch_size`` left over are dropped, a different
-    set each epoch), and step ``t`` belongs to epoch ``t // (n // batch_size)``."""
-    per_epoch = n // batch_size
-    first, last = start // per_epoch, (start + length - 1) // per_epoch
-    rows = np.concatenate([epoch_permutation(seed, e, n)[:per_epoch * batch_size].reshape(per_epoch, batch_size)
-                           for e in range(first, last + 1)])
-    offset = start - first * per_epoch
-    return rows[offset:offset + length].copy()   # not a view that keeps whole epochs alive
-
-
-# --------------------------------------------------------------------------- memory
-
-
-def tree_bytes(tree) -> int:
-    return sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)
-               if not _is_key(x)) + 8 * sum(math.prod(x.shape) for x in jax.tree.leaves(tree) if _is_key(x))
-
-
-def device_memory_budget(device) -> int:
-    """Bytes the engine lets one call's run states use on ``device``: 40% of the
-    accelerator's memory limit, or 1 GiB on a CPU (which shares memory with the host).
-    The engine dispatches the next call before the running one is collected, so the next
-    call's parameters and optimizer state (about a third of :func:`estimate_run_bytes`)
-    wait beside it: the budget leaves room for that."""
-    stats = None
-    try:
-        stats = device.memory_stats()
-    except Exception:  # CPU and some plugins have no memory statistics
-        stats = None
-    if stats and stats.get("bytes_limit"):
-        return int(0.4 * stats["bytes_limit"])
-    return 1 << 30
-
-
-def runs_per_device(run_bytes: int, device, *, cap: int | None = None) -> int:
-    """How many runs one device computes at once: as many as fit the memory budget,
-    at most ``cap`` (CPU default 16: bigger vmapped batches get slower per run as they
-    outgrow a core's caches, the more so when every core runs a device; accelerators
-    default 4096)."""
-    if cap is None:
-        cap = 16 if device.platform == "cpu" else 4096
-    return int(max(1, min(cap, device_memory_budget(device) // max(run_bytes, 1))))
-
-
 # --------------------------------------------------------------------------- the program
-
-
-def run_config(static: dict, dynamic: tuple, hp) -> dict:
-    """A run's knobs as ``make_optimizer`` (and a ``loss_config`` loss) get them: the group's
-    static options, and each dynamic hyperparameter from ``hp`` (traced in the program)."""
-    config = dict(static)
-    config.update({name: hp[i] for i, name in enumerate(dynamic)})
-    return config
 
 
 def _program_functions(problem: Problem, make_optimizer, static: dict, dynamic: tuple, *,
@@ -337,12 +237,42 @@ def _program_functions(problem: Problem, make_optimizer, static: dict, dynamic: 
     return init, chunk, evaluate
 
 
-def build_program(problem: Problem, make_optimizer, static: dict, dynamic: tuple, *, steps: int,
-                  every: int, blocks: int, runs_per_dev: int, devices, schedule_rows: int,
-                  sharpness_iters: int = 0, sharpness_batch: int = 256) -> Program:
-    """Trace, lower and compile the group's program for ``runs_per_dev`` runs whose
-    mini-batches come from ``schedule_rows`` distinct seeds at most, on ``devices[0]``,
-    and load the same machine code on each of the other ``devices`` (:func:`load_on`).
+class Lowering(NamedTuple):
+    """One static group's program traced and lowered for one device, not compiled: what
+    :func:`build_program` compiles, and what it will compute."""
+    lower: Callable           # lower(device): the same program lowered for that device alone
+    first: Any                # lower(device) for the device it was made for
+    text: str                 # first.as_text(): the lowered program, without source locations
+    metrics: tuple            # metric names, in the order the engine stores them
+    identity: dict            # what fixes its numbers (:func:`identity_record`)
+    state_shapes: Any         # RunState of ShapeDtypeStruct (packed), batch axis first
+    schedule_shape: tuple     # (seeds, steps, batch_size) of the schedule argument
+
+
+def lower_group(problem: Problem, make_optimizer, static: dict, dynamic: tuple, *, steps: int, every: int,
+                blocks: int, runs_per_dev: int, schedule_rows: int, device, platform: str | None = None,
+                sharpness_iters: int = 0, sharpness_batch: int = 256) -> Lowering:
+    """Trace and lower the group's program for ``runs_per_dev`` runs whose mini-batches come
+    from ``schedule_rows`` distinct seeds at most, on ``device``: one lowering gives the
+    metric names, the identity and (:func:`build_program`) the compiled program.
+    ``platform`` (default ``device.platform``) picks the platform's form of the divergence
+    freeze (see :func:`_program_functions`), e.g. to check a sweep computed elsewhere."""
+    lower, state_shapes, schedule_shape = _lowering(
+        problem, make_optimizer, static, dynamic, steps=steps, every=every, blocks=blocks,
+        runs_per_dev=runs_per_dev, platform=platform or device.platform, schedule_rows=schedule_rows,
+        sharpness_iters=sharpness_iters, sharpness_batch=sharpness_batch)
+    first = lower(device)
+    text = first.as_text()
+    keys = set(first.out_info[1])
+    metrics = (tuple(TRAIN_METRICS) + tuple(sorted(k for k in keys if k.startswith("eval_")))
+               + (("sharpness",) if "sharpness" in keys else ()))
+    return Lowering(lower, first, text, metrics, identity_record(text, problem_data(problem), device),
+                    state_shapes, schedule_shape)
+
+
+def build_program(lowering: Lowering, *, devices) -> Program:
+    """Compile ``lowering`` for ``devices[0]`` (the device it was lowered for) and load the
+    same machine code on each of the other ``devices`` (:func:`load_on`).
 
     Every device gets a single-device executable of the same program, rather than one
     program partitioned over a mesh: runs never exchange a value, and XLA compiles a
@@ -355,15 +285,9 @@ def build_program(problem: Problem, make_optimizer, static: dict, dynamic: tuple
     first rerun of a sweep compiles once more per extra device, and later reruns do not.
     On several CPU devices, a program that calls a host kernel (:func:`host_kernels`:
     LAPACK's eigh, solve, ...) is built for the first device only (``device_count`` 1)."""
-
     devices = list(devices)
-    lower, state_shapes, schedule_shape = _lowering(
-        problem, make_optimizer, static, dynamic, steps=steps, every=every, blocks=blocks,
-        runs_per_dev=runs_per_dev, platform=devices[0].platform, schedule_rows=schedule_rows,
-        sharpness_iters=sharpness_iters, sharpness_batch=sharpness_batch)
+    first, text = lowering.first, lowering.text
     t = time.perf_counter()
-    first = lower(devices[0])
-    text = first.as_text()
     if len(devices) > 1 and devices[0].platform == "cpu" and host_kernels(text):
         # jaxlib's CPU linear-algebra kernels split a batch over XLA's CPU thread pool and
         # block until it is done; when every pool thread is running one device's program,
@@ -377,7 +301,7 @@ def build_program(problem: Problem, make_optimizer, static: dict, dynamic: tuple
         loaded = None if entry["source"] is None else load_on(entry["source"], device)
         if loaded is None:
             hits = _CACHE_HITS[0]
-            loaded = (first if device == devices[0] else lower(device)).compile()
+            loaded = (first if device == devices[0] else lowering.lower(device)).compile()
             if _CACHE_HITS[0] == hits and entry["source"] is None:
                 entry["source"] = loaded      # compiled here, not read from JAX's persistent cache
         entry["calls"][device.id] = loaded
@@ -385,32 +309,49 @@ def build_program(problem: Problem, make_optimizer, static: dict, dynamic: tuple
     while len(_COMPILED) > _COMPILED_MAX:
         _COMPILED.pop(next(iter(_COMPILED)))
     compile_seconds = time.perf_counter() - t
-    return Program(calls, tuple(devices), tuple(calls[0].out_info[1]), state_shapes, schedule_shape, compile_seconds,
-                   program_identity(text, devices[0]))
+    return Program(calls, tuple(devices), tuple(calls[0].out_info[1]), lowering.state_shapes,
+                   lowering.schedule_shape, compile_seconds, program_identity(text, devices[0]))
+
+
+def _xla_flags() -> str:
+    """``XLA_FLAGS`` less the host device count, which changes no number."""
+    return " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
+                    if not f.startswith("--xla_force_host_platform_device_count"))
 
 
 def program_identity(lowered_text: str, device) -> str:
     """What fixes a compiled program's numbers, as one hash: the lowered program (without
     source locations), the jaxlib that compiles it, ``XLA_FLAGS`` (less the host device
-    count, which changes no number) and the kind of device.  A sweep records it per static
-    group and is resumed only under the same identity (:mod:`lab.sweep.engine`)."""
+    count) and the kind of device.  Recorded per static group beside :func:`identity_record`
+    (it is all that sweeps begun before that record have)."""
     import jaxlib
 
-    flags = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
-                     if not f.startswith("--xla_force_host_platform_device_count"))
-    parts = (lowered_text, jaxlib.__version__, flags, device.platform, device.device_kind)
+    parts = (lowered_text, jaxlib.__version__, _xla_flags(), device.platform, device.device_kind)
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
-def identity_of(problem: Problem, make_optimizer, static: dict, dynamic: tuple, *, steps: int, every: int,
-                blocks: int, runs_per_dev: int, device, schedule_rows: int, sharpness_iters: int = 0,
-                sharpness_batch: int = 256) -> str:
-    """The :func:`program_identity` that :func:`build_program` would give the same arguments
-    (its first device ``device``), from lowering alone, without compiling."""
-    lower, _, _ = _lowering(problem, make_optimizer, static, dynamic, steps=steps, every=every, blocks=blocks,
-                            runs_per_dev=runs_per_dev, platform=device.platform, schedule_rows=schedule_rows,
-                            sharpness_iters=sharpness_iters, sharpness_batch=sharpness_batch)
-    return program_identity(lower(device).as_text(), device)
+def data_hash(arrays) -> str:
+    """sha256 of arrays' dtypes, shapes and bytes (the problem's data, which the program
+    takes as arguments and so does not hold in its text)."""
+    digest = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(np.asarray(a))
+        digest.update(f"{a.dtype.str}{a.shape}".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
+def identity_record(lowered_text: str, data, device) -> dict:
+    """What fixes a group's numbers, part by part, so that a mismatch can be named:
+    ``program`` (sha256 of the lowered text: the study's model, loss, optimizer, initial
+    parameters and shapes), ``data`` (:func:`data_hash` of ``(x, y, eval_x, eval_y)``),
+    ``jaxlib``, ``xla_flags`` and ``device`` (platform and kind).  A finished sweep is served
+    again only while its program and data are the same; an unfinished one resumes only
+    while all five are (:mod:`lab.sweep.engine`)."""
+    import jaxlib
+
+    return {"program": hashlib.sha256(lowered_text.encode()).hexdigest(), "data": data_hash(data),
+            "jaxlib": jaxlib.__version__, "xla_flags": _xla_flags(), "device": f"{device.platform} {device.device_kind}"}
 
 
 def _lowering(problem: Problem, make_optimizer, static: dict, dynamic: tuple, *, steps: int, every: int,
@@ -514,22 +455,6 @@ def problem_data(problem: Problem) -> tuple:
     ex = problem.x if problem.eval_x is None else problem.eval_x
     ey = problem.y if problem.eval_y is None else problem.eval_y
     return problem.x, problem.y, ex, ey
-
-
-def estimate_run_bytes(problem: Problem, make_optimizer, static: dict, dynamic: tuple) -> int:
-    """Rough bytes one run needs while training: parameters, gradients, updates and the
-    selected copies (5 parameter-sized trees), two optimizer states, and the batch."""
-    float_dtype = jnp.result_type(float)
-
-    def init(seed, hp):
-        params = problem.init_params(jax.random.key(seed))
-        return params, make_optimizer(run_config(static, dynamic, hp)).init(params)
-
-    params, opt_state = jax.eval_shape(init, jax.ShapeDtypeStruct((), jnp.uint32),
-                                       jax.ShapeDtypeStruct((len(dynamic),), float_dtype))
-    x = np.shape(problem.x)
-    batch = int(static["batch_size"]) * (math.prod(x[1:]) if len(x) > 1 else 1) * 4
-    return 5 * tree_bytes(params) + 2 * tree_bytes(opt_state) + 4 * batch
 
 
 def environment_flags() -> dict:

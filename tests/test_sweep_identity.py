@@ -1,0 +1,88 @@
+"""A finished sweep is served again only while it is what the code and data would compute.
+
+The config (and so the fingerprint) of these studies never changes: only the code behind
+``make_problem`` does, as when a study's model is edited but its description is not.
+"""
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+
+from lab import losses, nets, optim
+from lab import store as storelib
+from lab.sweep import Problem, Study, SweepSpec, fetch_sweep, run_sweep
+
+RNG = np.random.RandomState(1)
+X = RNG.randn(48, 6).astype(np.float32)
+Y = (X[:, 0] > 0).astype(np.int32)
+
+
+def study(width: int, x=X, scale: float = 1.0) -> Study:
+    """The same config whatever ``width``, ``x`` and ``scale``: they are hidden from it."""
+    def make_problem(static):
+        net = nets.mlp([width, 2], activation="tanh")
+
+        def loss(params, xb, yb, key):
+            return losses.softmax_cross_entropy_with_integer_labels(scale * net.apply(params, xb), yb)
+
+        return Problem(init_params=lambda key: net.init(key, (-1, 6))[1], loss=loss, x=x, y=Y)
+
+    return Study("hidden_width", make_problem, lambda c: optim.sgd(c["learning_rate"]),
+                 hyperparameters={"learning_rate": 0.1}, static={"batch_size": 16},
+                 description={"net": "mlp 6-[width]-2 tanh"})
+
+
+def spec(s: Study) -> SweepSpec:
+    return SweepSpec(s, {"learning_rate": [0.05, 0.2]}, seeds=2, steps=20, eval_every=10, runs_per_device=4)
+
+
+def test_a_finished_sweep_is_refused_once_its_model_changed_behind_the_same_config(tmp_path):
+    path = tmp_path / "lab.sqlite"
+    first = run_sweep(spec(study(8)), store=path, progress=False)
+    assert run_sweep(spec(study(8)), store=path, progress=False).sweep_id == first.sweep_id   # same code: served
+    assert fetch_sweep(spec(study(8)), store=path).sweep_id == first.sweep_id
+    before = path.read_bytes()
+    for changed, why in ((study(16), r"the lowered program \(the study's model"),       # width 8 -> 16
+                         (study(8, scale=2.0), r"the lowered program \(the study's model"),  # the loss
+                         (study(8, x=X[::-1].copy()), "the training or evaluation data differ")):
+        assert spec(changed).study.description == spec(study(8)).study.description
+        for serve in (lambda s: run_sweep(s, store=path, progress=False), lambda s: fetch_sweep(s, store=path)):
+            with pytest.raises(ValueError, match=f"sweep {first.sweep_id} .*finished.*{why}.*stale.*rerun=True"):
+                serve(spec(changed))
+        assert path.read_bytes() == before                           # refused before anything was written
+    fresh = run_sweep(spec(study(16)), store=path, progress=False, rerun=True)
+    assert fresh.sweep_id != first.sweep_id and fresh.status == "done"
+    assert not np.array_equal(fresh.curves["train_loss"], first.curves["train_loss"])
+    assert fetch_sweep(spec(study(16)), store=path).sweep_id == fresh.sweep_id   # the newest is what is served
+    with storelib.Store(path) as db:                                  # the old sweep is still there
+        assert [s["id"] for s in db.list_sweeps()] == [first.sweep_id, fresh.sweep_id]
+        np.testing.assert_array_equal(db.load(first.sweep_id).curves["train_loss"], first.curves["train_loss"])
+
+
+def test_a_finished_sweep_is_served_whatever_the_chunking_it_was_run_in(tmp_path):
+    path = tmp_path / "lab.sqlite"
+    first = run_sweep(spec(study(8)), store=path, progress=False)
+    again = SweepSpec(study(8), {"learning_rate": [0.05, 0.2]}, seeds=2, steps=20, eval_every=10, runs_per_device=4,
+                      chunk_steps=10)
+    assert fetch_sweep(again, store=path).sweep_id == first.sweep_id
+
+
+def test_a_finished_sweep_stored_without_its_identities_is_refused(tmp_path):
+    path = tmp_path / "lab.sqlite"
+    run_sweep(spec(study(8)), store=path, progress=False)
+    with sqlite3.connect(path) as conn:                               # as stored by an older lab
+        (execution,) = conn.execute("SELECT execution FROM sweeps").fetchone()
+        execution = json.loads(execution)
+        del execution["identities"]
+        conn.execute("UPDATE sweeps SET execution = ?", (json.dumps(execution),))
+    with pytest.raises(ValueError, match="stored before the lab recorded what each sweep computed"):
+        fetch_sweep(spec(study(8)), store=path)
+
+
+def test_fetch_finds_nothing_without_computing_or_creating_a_file(tmp_path):
+    with pytest.raises(LookupError, match="no results database"):
+        fetch_sweep(spec(study(8)), store=tmp_path / "none.sqlite")
+    assert not (tmp_path / "none.sqlite").exists()
+    with pytest.raises(LookupError, match="is not in"):
+        fetch_sweep(spec(study(8)), store=":memory:")
