@@ -13,6 +13,7 @@ asked for (:func:`import_study`), so one broken study never stops the others.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 from pathlib import Path
 from types import ModuleType
@@ -40,7 +41,28 @@ def import_study(name: str) -> ModuleType:
     return importlib.import_module(STUDIES[name])
 
 
+# Lists that stored_sweep adds each sweep it serves to, while open (see served_sweeps).
+_SERVED: list = []
+
+
+@contextlib.contextmanager
+def served_sweeps():
+    """Within the block, the list of every :class:`SweepResult` that :func:`stored_sweep`
+    serves: how ``lab plot`` learns which stored sweeps a study's ``load`` read (and so
+    which of its sizes was computed last)."""
+    served: list = []
+    _SERVED.append(served)
+    try:
+        yield served
+    finally:
+        _SERVED.remove(served)
+
+
 def stored_sweep(spec: SweepSpec, store: Store | str | Path) -> SweepResult:
     """The finished sweep ``spec`` read from ``store`` without computing anything
-    (:func:`lab.sweep.fetch_sweep`): LookupError when the database holds none."""
-    return fetch_sweep(spec, store=store)
+    (:func:`lab.sweep.fetch_sweep`: LookupError when the database holds none, ValueError
+    when it holds one that this code and data would no longer compute)."""
+    result = fetch_sweep(spec, store=store)
+    for served in _SERVED:
+        served.append(result)
+    return result

@@ -6,10 +6,11 @@
                                                run studies (sweeps go to the database), print each
                                                report, write the figures and the figure index
     lab plot STUDY [--quick | --full] [--set KEY=VALUE ...] [--db PATH] [--out DIR]
-                                               redraw a study's figures from the database
+                                               redraw a study's figures from the database (without
+                                               a size: the size whose sweeps were stored last)
     lab show [--db PATH]                       the sweeps stored in the database
 
-``--full`` (the default) uses a study's ``FULL`` config, ``--quick`` its ``QUICK`` one;
+``--full`` (the default of ``run``) uses a study's ``FULL`` config, ``--quick`` its ``QUICK`` one;
 ``--set`` overrides one config field (repeatable; tuples as comma-separated values).
 Usage errors (unknown study, bad ``--set`` key or value) exit with status 2.
 The figure index ``OUT/README.md`` keeps one section per study, rewritten on each run.
@@ -27,6 +28,8 @@ import re
 import sys
 import time
 from pathlib import Path
+
+import studies
 
 DEFAULT_DB = Path("results") / "lab.sqlite"
 INDEX_HEADER = ("# Figure index\n\n"
@@ -270,14 +273,31 @@ def _plot(args) -> int:
     if name is None:
         raise UsageError("lab plot takes one study name, not 'all'")
     module = _import(name)
-    config = make_config(module, quick=args.quick, settings=args.set)
     _use_compilation_cache(args.db)
-    try:
-        results = module.load(config, store=args.db)
-    except LookupError as err:
-        flags = " ".join(["--quick" if args.quick else "--full"] + [f"--set {s}" for s in args.set])
-        print(f"lab: error: {err.args[0] if err.args else err}; run `lab run {name} {flags}` first", file=sys.stderr)
+    sizes = [True, False] if args.quick is None else [args.quick]   # no size given: what is stored
+    loaded, missing = [], []
+    for quick in sizes:
+        config = make_config(module, quick=quick, settings=args.set)
+        try:
+            with studies.served_sweeps() as served:
+                results = module.load(config, store=args.db)
+        except LookupError as err:
+            missing.append((quick, err.args[0] if err.args else str(err)))
+            continue
+        except ValueError as err:   # stored, but no longer what the code computes
+            print(f"lab: error: study {name} ({'quick' if quick else 'full'}): {err}", file=sys.stderr)
+            return 1
+        newest = max((r.timings.get("ended") or 0.0 for r in served), default=0.0)
+        loaded.append((newest, not quick, quick, results))
+    if not loaded:
+        settings = "".join(f" --set {s}" for s in args.set)
+        commands = " or ".join(f"`lab run {name} {'--quick' if q else '--full'}{settings}`" for q in sizes)
+        print(f"lab: error: {missing[0][1]}; run {commands} first", file=sys.stderr)
         return 1
+    _, _, quick, results = max(loaded, key=lambda item: item[:2])   # the newest; full when no times tell
+    if len(sizes) > 1:
+        print(f"plotting the {'quick' if quick else 'full'} results of {name}, the newest stored "
+              f"(--quick or --full to choose)")
     paths = module.plot(results, Path(args.out))
     print(f"figures: {', '.join(str(p) for p in paths if Path(p).suffix == '.png')}")
     return 0
@@ -309,10 +329,12 @@ def _show(args) -> int:
 # --------------------------------------------------------------------------- parser
 
 
-def _size_flags(p) -> None:
+def _size_flags(p, *, stored: bool = False) -> None:
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--quick", action="store_true", help="the study's small QUICK config")
-    group.add_argument("--full", dest="quick", action="store_false", help="the study's FULL config (default)")
+    default = "the size stored last" if stored else "the default"
+    group.add_argument("--quick", action="store_true", default=None if stored else False,
+                       help="the study's small QUICK config")
+    group.add_argument("--full", dest="quick", action="store_false", help=f"the study's FULL config ({default})")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config field (repeatable); tuples as comma-separated values")
     p.add_argument("--db", default=str(DEFAULT_DB), help=f"results database (default {DEFAULT_DB})")
@@ -335,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
     plot = sub.add_parser("plot", help="redraw a study's figures from the database, without training")
     plot.add_argument("study", metavar="STUDY")
-    _size_flags(plot)
+    _size_flags(plot, stored=True)
     plot.set_defaults(func=_plot)
     show = sub.add_parser("show", help="list the sweeps in the results database")
     show.add_argument("--db", default=str(DEFAULT_DB), help=f"results database (default {DEFAULT_DB})")

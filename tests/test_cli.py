@@ -210,3 +210,34 @@ def test_a_bad_lab_cpu_devices_value_exits_2_naming_it(monkeypatch, capsys, valu
     monkeypatch.setenv("LAB_CPU_DEVICES", value)
     assert cli.main(["list"]) == 2
     assert f"LAB_CPU_DEVICES must be a positive whole number of CPU devices, got {value!r}" in capsys.readouterr().err
+
+
+def test_plot_without_a_size_draws_the_size_stored_last(tiny, tmp_path, capsys):
+    # `lab run all --quick` then `lab plot STUDY`: the quick results, not an error about --full
+    db, out = tmp_path / "lab.sqlite", tmp_path / "figs"
+    assert cli.main(["run", "tiny", "--quick", "--db", str(db), "--out", str(out), "--no-progress"]) == 0
+    (out / "tiny_final.png").unlink()
+    capsys.readouterr()
+    assert cli.main(["plot", "tiny", "--db", str(db), "--out", str(out)]) == 0
+    assert "plotting the quick results of tiny, the newest stored" in capsys.readouterr().out
+    assert (out / "tiny_final.png").exists()
+    # with both sizes stored, the one stored last; an explicit size still wins
+    assert cli.main(["run", "tiny", "--full", "--db", str(db), "--out", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert cli.main(["plot", "tiny", "--db", str(db), "--out", str(out)]) == 0
+    assert "plotting the full results" in capsys.readouterr().out
+    assert cli.main(["plot", "tiny", "--quick", "--db", str(db), "--out", str(out)]) == 0
+    assert "plotting" not in capsys.readouterr().out
+    # nothing stored: both commands are named
+    assert cli.main(["plot", "tiny", "--db", str(tmp_path / "none.sqlite"), "--out", str(out)]) == 1
+    assert "run `lab run tiny --quick` or `lab run tiny --full` first" in capsys.readouterr().err
+
+
+def test_plot_refuses_stale_results_in_one_line(tiny, tmp_path, capsys, monkeypatch):
+    db, out = tmp_path / "lab.sqlite", tmp_path / "figs"
+    assert cli.main(["run", "tiny", "--quick", "--db", str(db), "--out", str(out), "--no-progress"]) == 0
+    monkeypatch.setattr(sweep_problem, "X", sweep_problem.X[::-1].copy())   # the data changed behind the config
+    capsys.readouterr()
+    assert cli.main(["plot", "tiny", "--quick", "--db", str(db), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("lab: error: study tiny (quick): sweep 1") and "data differ" in err and "--rerun" in err
