@@ -58,7 +58,7 @@ def test_your_own_sweep_runs_as_written_and_is_read_back_the_second_time(tmp_pat
     lines = runs[0].stdout.splitlines()
     assert [ln.split(":")[0] for ln in lines] == ["sgd", "adam"]
     for ln in lines:
-        assert float(ln.rsplit(" ", 1)[1]) > 0.9, ln      # both optimizers learn the digits
+        assert float(ln.rsplit(" ", 1)[1]) > 0.85, ln     # both optimizers learn the digits (0.91 here)
     assert runs[1].stdout == runs[0].stdout                 # the second run read the sweep back
     from lab.store import Store
     with Store(tmp_path / "results" / "my_sweep.sqlite") as db:
