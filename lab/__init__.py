@@ -20,8 +20,7 @@ from lab.data import load_digits
 from lab.nets import Layer, mlp, serial
 from lab.optim import apply_updates
 from lab.train import train as fit
-
-__version__ = "0.1.0"
+from lab.version import __version__
 
 __all__ = ["activations", "backprop", "curvature", "data", "init", "losses", "nets", "optim", "store", "sweep", "train",
            "load_digits", "Layer", "mlp", "serial", "apply_updates", "fit", "__version__"]

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lab import data
-from lab.optim.base import accepts_extra_args
+from lab.optim.base import accepts_extra_args, apply_updates
 
 
 class TrainResult(NamedTuple):
@@ -62,7 +62,7 @@ def make_step(loss_fn: Callable, optimizer, *, with_stats: bool = False) -> Call
                                                   value_fn=lambda p: loss_fn(p, x, y, key))
         else:
             updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = jax.tree_util.tree_map(lambda p, u: p + u.astype(p.dtype), params, updates)
+        params = apply_updates(params, updates)
         if with_stats:
             return params, opt_state, StepStats(loss, global_norm(grads), global_norm(updates))
         return params, opt_state, loss

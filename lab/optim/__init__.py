@@ -6,13 +6,15 @@
     params = lab.optim.apply_updates(params, updates)
 
 Module map: :mod:`~lab.optim.base` (the contract, type aliases, validation),
-:mod:`~lab.optim.transforms` (building blocks and combinators),
+:mod:`~lab.optim.transforms` (building blocks and combinators; the moment blocks are
+defined in :mod:`~lab.optim.moments`),
 :mod:`~lab.optim.scale_rules` (the adaptive methods' scaling rules),
 :mod:`~lab.optim.aliases` and :mod:`~lab.optim.adam_family` (named first-order
 optimizers), :mod:`~lab.optim.newton`, :mod:`~lab.optim.hessian_free`,
 :mod:`~lab.optim.quasi_newton` and :mod:`~lab.optim.linesearch` (second-order methods,
 whose ``update`` also takes the objective ``value_fn=``),
-:mod:`~lab.optim.schedules` (``schedule(count) -> value``).
+:mod:`~lab.optim.schedules` (``schedule(count) -> value``; defined in
+:mod:`~lab.optim.basic_schedules` and :mod:`~lab.optim.composite_schedules`).
 """
 from lab.optim.adam_family import (adabelief, adam, adamax, adamw, amsgrad, nadam, nadamw, radam,
                                    yogi)

@@ -24,7 +24,7 @@ from lab.optim.base import (Optimizer, ScalarOrSchedule, cast_like, check_hyper,
 from lab.optim.linesearch import check_static_int, tree_add_scaled, tree_vdot, tree_where
 from lab.optim.newton import (check_damping, check_inputs, finish_step, init_linesearch,
                               learning_rate_at)
-from lab.optim.transforms import bias_correct, update_moment
+from lab.optim.moments import bias_correct, update_moment
 
 # ---------------------------------------------------------------- conjugate gradient
 

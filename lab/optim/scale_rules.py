@@ -19,7 +19,7 @@ from lab.optim.base import (Optimizer, Params, as_float, canonical_dtype, cast_l
                             check_hypers, check_structure, init_empty_state, safe_increment,
                             tree_cast, tree_full_like, tree_sum_of_squares, tree_zeros_like,
                             zero_count)
-from lab.optim.transforms import _common_dtype, bias_correct, update_moment
+from lab.optim.moments import _common_dtype, bias_correct, update_moment
 
 
 class ScaleByAdamState(NamedTuple):

@@ -256,8 +256,8 @@ def environment(devices) -> dict:
     import jaxlib
     import optax
 
-    import lab
-    return {"code_version": lab.__version__, "git_hash": _git_hash(), "jax": jax.__version__,
+    from lab.version import __version__
+    return {"code_version": __version__, "git_hash": _git_hash(), "jax": jax.__version__,
             "jaxlib": jaxlib.__version__, "optax": optax.__version__, "device_kind": devices[0].device_kind,
             "platform": devices[0].platform, "device_count": len(devices), "process_count": jax.process_count(),
             "python": platform_module.python_version(), "numpy": np.__version__, **prog.environment_flags()}
