@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     import optax
 
     from lab import train
-    from lab.sweep import run_sweep, use_cpu_cores
+    from lab.sweep import run_keys, run_sweep, use_cpu_cores
     from lab.sweep import program as prog
 
     use_cpu_cores(args.host_devices or None)   # before any computation
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
         t0, compile_s, mean_losses = time.perf_counter(), 0.0, []
         for lr, seed in subset:
             opt, step = make(lr)
-            params = init(jax.random.fold_in(jax.random.key(seed), 0))
+            params = init(run_keys(seed).params)
             state = opt.init(params)
             values = []
             for t, idx in enumerate(device_schedules[seed]):
@@ -259,12 +259,13 @@ def bare_rate(jax, jnp, np, loss, init, x, y, schedules, steps, repeats, per_dev
     rates 1e-3..1 as traced scalars) over the seeds' schedules, with no divergence checks or
     metrics; every device is dispatched before any is awaited; the best of ``repeats``."""
     from lab import optim, train
+    from lab.sweep import run_keys
 
     sched = np.stack([schedules[s] for s in range(len(schedules))])    # (seeds, steps, batch)
 
     def one(seed, lr, xs, ys, sched):
         step = train.make_step(loss, optim.sgd(lr, momentum=0.9))
-        params = init(jax.random.fold_in(jax.random.key(seed), 0))
+        params = init(run_keys(seed).params)
 
         def body(carry, idx):
             p, s = carry
