@@ -10,6 +10,15 @@ figure index (``figures/README.md``) quotes.
 
 ``STUDIES`` maps each study name to its module path; modules are imported only when
 asked for (:func:`import_study`), so one broken study never stops the others.
+
+What several studies share lives once in :mod:`studies.common`: the digits problem and its
+MLP, the float dtype, medians and ceilings, descriptions built from the values that shape a
+problem, and the contract's run-or-load (a study writes ``results(config, sweep)`` once;
+``common.run`` passes a ``sweep`` that runs through :func:`lab.sweep.run_sweep`,
+``common.load`` one that reads through :func:`stored_sweep`).  A large study is a package
+(``studies/newton/``, ``studies/batch_size/``, ``studies/optimizers/``) whose ``__init__``
+holds the contract and whose modules import one way (figures read the experiments, never
+the reverse).  Measurement history and benchmark notes are in ``docs/studies_*.md``.
 """
 from __future__ import annotations
 

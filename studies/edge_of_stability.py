@@ -17,17 +17,8 @@ Training is full-batch gradient descent (``lab.optim.sgd`` with ``batch_size = p
 engine draws each step's batch as a permutation of the whole set, so every step sees all the
 examples, in a shuffled order that changes only the rounding of the mean).
 
-Why this problem and not a digits subset.  Both were tried (20 evaluations over 2,000 to
-6,000 steps, one seed).  On 1,000 digits with a 64-32-32-10 tanh MLP and one-hot MSE the
-sharpness at initialisation is already about 80 (the uncentred pixels make the input
-direction stiff): for eta >= 0.04 the first steps shrink it below 2/eta and it then settles at
-2/eta (0.04: 49.9 against 50), but for small eta it only moves from about 67 to 72 in 2,000
-steps, so progressive sharpening is barely visible.  The Chebyshev fit starts at a sharpness
-of about 5 to 11 (depending on the seed), sits on a loss plateau while the net learns the
-mean, then climbs within a few thousand steps to 2/eta (fivefold for eta = 0.05) and hovers
-there: both regimes of Cohen et al., at a fraction of a second of compute per run.  A step
-size whose 2/eta is below the sharpness at init (eta = 0.3) shows the other side: the first
-steps throw the net to a flatter region (a "catapult"), or it diverges.
+Why this problem rather than a digits subset (both were tried) is in
+``docs/studies_edge_of_stability.md``.
 
 What is measured (one :func:`lab.sweep.run_sweep`, the step size ``eta`` a dynamic axis,
 ``seeds`` seeds).  Every ``eval_every`` steps the engine records the loss on the whole set
@@ -63,7 +54,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from lab import curvature, losses, nets, optim, plotting
-from lab.sweep import Problem, Study, SweepSpec, run_sweep
+from lab.sweep import Problem, Study, SweepSpec, run_keys
+from studies import common
 
 NAME = "edge_of_stability"
 DESCRIPTION = ("edge of stability: full-batch GD on a tanh MLP (Chebyshev fit, MSE); sharpness rises to "
@@ -99,10 +91,6 @@ FULL = Config()
 QUICK = Config(learning_rates=(0.02, 0.05, 0.1, 0.2, 0.3), steps=8000, eval_every=50, seeds=3)
 
 
-def _float():
-    return jnp.result_type(float)
-
-
 def check(config: Config) -> None:
     """Raise TypeError / ValueError naming the first unusable field of ``config``."""
     if not isinstance(config, Config):
@@ -132,7 +120,7 @@ def check(config: Config) -> None:
 
 def chebyshev_data(points: int, degree: int, dtype=None) -> tuple[np.ndarray, np.ndarray]:
     """``(x, y)``, each ``(points, 1)``: the Chebyshev nodes and ``T_degree`` at them."""
-    dtype = np.dtype(_float() if dtype is None else dtype)
+    dtype = np.dtype(common.float_dtype() if dtype is None else dtype)
     x = np.cos(np.pi * (np.arange(points) + 0.5) / points)
     y = np.polynomial.chebyshev.chebval(x, np.eye(degree + 1)[degree])
     return x[:, None].astype(dtype), y[:, None].astype(dtype)
@@ -147,7 +135,7 @@ def _make_problem(static) -> Problem:
     net = network(int(static["hidden"]))
 
     def init_params(key):
-        return net.init(key, (-1, 1), dtype=_float())[1]
+        return net.init(key, (-1, 1), dtype=common.float_dtype())[1]
 
     def loss(params, xb, yb, key):
         return losses.mse(net.apply(params, xb), yb)
@@ -158,9 +146,7 @@ def _make_problem(static) -> Problem:
 STUDY = Study(NAME, _make_problem, lambda c: optim.sgd(c["learning_rate"]),
               hyperparameters={"learning_rate": 0.1},
               static={"batch_size": 20, "points": 20, "degree": 4, "hidden": 32},
-              description={"data": "Chebyshev nodes cos(pi (k + 1/2) / points), target T_degree",
-                           "net": "mlp 1-hidden-hidden-1 tanh, glorot normal, zero biases",
-                           "loss": "mean squared error, no 1/2", "optimizer": "sgd (full batch)"})
+              description=common.describe(data=chebyshev_data, net=network, loss=losses.mse, optimizer=optim.sgd))
 
 
 def spec(config: Config) -> SweepSpec:
@@ -176,7 +162,7 @@ def spec(config: Config) -> SweepSpec:
 
 class Tools(NamedTuple):
     """Jitted pieces on the whole training set (natural order), compiled once per problem."""
-    init: Callable          # seed -> the engine's initial parameters, init_params(fold_in(key(seed), 0))
+    init: Callable          # seed -> the engine's initial parameters, init_params(run_keys(seed).params)
     loss: Callable          # params -> full-batch loss
     hessian: Callable       # params -> dense (P, P) Hessian of the full-batch loss
     lanczos: Callable       # (params, seed) -> the engine's sharpness estimate (same steps, same start key)
@@ -191,16 +177,16 @@ def _tools(points: int, degree: int, hidden: int, sharpness_iters: int, dtype: s
     def loss(params):
         return problem.loss(params, x, y, jax.random.key(0))
 
-    def run_key(seed):  # as the engine makes it, from a uint32 seed
-        return jax.random.key(jnp.asarray(seed).astype(jnp.uint32))
+    def keys(seed):  # the engine's keys, from a uint32 seed
+        return run_keys(jnp.asarray(seed).astype(jnp.uint32))
 
     def init(seed):
-        return problem.init_params(jax.random.fold_in(run_key(seed), 0))
+        return problem.init_params(keys(seed).params)
 
     def lanczos(params, seed):
         m = min(sharpness_iters, sum(math.prod(np.shape(v)) for v in jax.tree.leaves(params)))
         pairs = curvature.top_eigenvalues(loss, params, k=1, num_iters=m,
-                                          key=jax.random.fold_in(run_key(seed), 3))
+                                          key=keys(seed).sharpness)
         return pairs.eigenvalues[0]
 
     def descend(params, eta, steps):
@@ -215,7 +201,7 @@ def _tools(points: int, degree: int, hidden: int, sharpness_iters: int, dtype: s
 
 def tools(config: Config) -> Tools:
     check(config)
-    return _tools(config.points, config.degree, config.hidden, config.sharpness_iters, str(_float()))
+    return _tools(config.points, config.degree, config.hidden, config.sharpness_iters, str(common.float_dtype()))
 
 
 def dense_sharpness(config: Config, params) -> float:
@@ -234,7 +220,7 @@ def gradient_descent(config: Config, learning_rate: float, seed: int, steps: int
     """Plain full-batch gradient descent from seed ``seed``'s initial parameters:
     ``(params after `steps` steps, losses (steps,) before each step)``."""
     t = tools(config)
-    params, history = t.descend(t.init(seed), jnp.asarray(learning_rate, _float()), steps)
+    params, history = t.descend(t.init(seed), jnp.asarray(learning_rate, common.float_dtype()), steps)
     return params, np.asarray(history, np.float64)
 
 
@@ -306,16 +292,19 @@ def analyse(config: Config, sweep) -> dict:
 # --------------------------------------------------------------------------- run / load
 
 
+def _results(config: Config, sweep) -> dict:
+    return analyse(config, sweep(spec(config)))
+
+
 def run(config: Config = FULL, *, store, progress: bool = True, rerun: bool = False) -> dict:
     """Run (or fetch, when already stored) the sweep and analyse it."""
-    return analyse(config, run_sweep(spec(config), store=store, progress=progress, rerun=rerun))
+    return common.run(_results, config, store=store, progress=progress, rerun=rerun)
 
 
 def load(config: Config = FULL, *, store) -> dict:
     """The results of :func:`run` from the database (LookupError when the sweep is missing);
     the sharpness at init and the validation run (a few seconds) are recomputed."""
-    from studies import stored_sweep
-    return analyse(config, stored_sweep(spec(config), store))
+    return common.load(_results, config, store=store)
 
 
 # --------------------------------------------------------------------------- plots and report

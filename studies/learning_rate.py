@@ -29,8 +29,9 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from lab import losses, nets, optim
-from lab.sweep import Problem, Study, SweepSpec, classification_metrics, run_sweep
+from lab import optim
+from lab.sweep import Problem, Study, SweepSpec
+from studies import common
 
 NAME = "learning_rate"
 DESCRIPTION = ("final loss vs learning rate: GD on a quadratic against 2/lambda_max, SGD on an MLP "
@@ -131,15 +132,8 @@ def _quadratic_study(config: Config) -> Study:
 
     return Study(f"{NAME}_quadratic", make_problem, lambda cfg: optim.sgd(cfg["learning_rate"]),
                  hyperparameters={"learning_rate": 0.1}, static={"batch_size": 1},
-                 description={"problem": "1/2 (w-w*)^T A (w-w*), w0 = w* + Q 1", "dim": config.quad_dim,
-                              "lambda_max": config.quad_lambda_max, "condition": config.quad_condition,
-                              "seed": config.seed, "spectrum": "geometric", "dtype": "float32"})
-
-
-def _digits():
-    from lab.data import load_digits
-    x, y = load_digits()
-    return np.asarray(x, np.float32), np.asarray(y, np.int32)
+                 description=common.describe(config, ("quad_dim", "quad_lambda_max", "quad_condition", "seed"),
+                                             problem=quadratic_matrices, dtype=str(a.dtype)))
 
 
 def make_schedule(kind: str, peak, steps: int):
@@ -160,24 +154,16 @@ def make_schedule(kind: str, peak, steps: int):
 
 
 def _mlp_study(config: Config, name: str) -> Study:
-    x, y = _digits()
-    net = nets.mlp([config.hidden, 10], activation="tanh")
+    problem = common.digits_mlp_problem(config.hidden)
     steps = config.mlp_steps
-
-    def make_problem(static):
-        def loss(params, xb, yb, key):
-            return losses.softmax_cross_entropy_with_integer_labels(net.apply(params, xb), yb)
-
-        return Problem(init_params=lambda key: net.init(key, (-1, x.shape[1]))[1], loss=loss, x=x, y=y,
-                       evaluate=classification_metrics(net.apply))
 
     def make_optimizer(cfg):
         return optim.sgd(make_schedule(cfg["schedule"], cfg["learning_rate"], steps))
 
-    return Study(name, make_problem, make_optimizer, hyperparameters={"learning_rate": 0.1},
+    return Study(name, lambda static: problem, make_optimizer, hyperparameters={"learning_rate": 0.1},
                  static={"batch_size": config.batch_size, "schedule": "constant"},
-                 description={"data": "8x8 digits, all 1797 images", "net": f"mlp 64-{config.hidden}-10 tanh",
-                              "loss": "softmax cross-entropy", "optimizer": "sgd", "steps": steps})
+                 description=common.digits_mlp_facts(config.hidden, optimizer=optim.sgd, schedule=make_schedule,
+                                                     steps=steps))
 
 
 def specs(config: Config) -> dict:
@@ -205,22 +191,18 @@ def specs(config: Config) -> dict:
 # --------------------------------------------------------------------------- run / load
 
 
+def _results(config: Config, sweep) -> dict:
+    return analyse(config, {part: sweep(spec) for part, spec in specs(config).items()})
+
+
 def run(config: Config = FULL, *, store, progress: bool = True, rerun: bool = False) -> dict:
     """Run (or fetch, when already stored) the three sweeps and analyse them."""
-    sweeps = {part: run_sweep(spec, store=store, progress=progress, rerun=rerun)
-              for part, spec in specs(config).items()}
-    return analyse(config, sweeps)
+    return common.run(_results, config, store=store, progress=progress, rerun=rerun)
 
 
 def load(config: Config = FULL, *, store) -> dict:
     """The results of :func:`run` rebuilt from the database; LookupError if a sweep is missing."""
-    from studies import stored_sweep
-    return analyse(config, {part: stored_sweep(spec, store) for part, spec in specs(config).items()})
-
-
-def final_losses(result, metric: str = "eval_loss") -> np.ndarray:
-    """Final ``metric`` of every run, +inf where the run diverged."""
-    return np.where(result.diverged_step >= 0, np.inf, result.final[metric])
+    return common.load(_results, config, store=store)
 
 
 def measure_threshold(lrs, ratios) -> float:
@@ -241,10 +223,6 @@ def measure_threshold(lrs, ratios) -> float:
     return float(np.exp(np.log(lo) + t * (np.log(hi) - np.log(lo))))
 
 
-def _median(values, axis=-1):
-    return np.median(values, axis=axis)
-
-
 def analyse(config: Config, sweeps: dict) -> dict:
     """The results dict from the three SweepResults (no training)."""
     quad, mlp, sched = sweeps["quadratic"], sweeps["mlp"], sweeps["schedules"]
@@ -252,13 +230,13 @@ def analyse(config: Config, sweeps: dict) -> dict:
     lambda_max = float(eigenvalues.max())
     initial = initial_quadratic_loss(config)
     quad_lr = np.asarray(quad.axes["learning_rate"])
-    quad_ratio = final_losses(quad)[:, 0] / initial
+    quad_ratio = common.final_or_inf(quad)[:, 0] / initial
     predicted = 2.0 / lambda_max
     measured = measure_threshold(quad_lr, quad_ratio)
 
     mlp_lr = np.asarray(mlp.axes["learning_rate"])
-    mlp_final = final_losses(mlp)                     # (lrs, seeds)
-    mlp_median = _median(mlp_final)
+    mlp_final = common.final_or_inf(mlp)                     # (lrs, seeds)
+    mlp_median = common.median_or_inf(mlp_final)
     best = int(np.argmin(mlp_median))
     diverged_any = np.any(mlp.diverged_step >= 0, axis=-1)
     large = [i for i in range(best + 1, len(mlp_lr)) if diverged_any[i] or mlp_median[i] > mlp_median[0]]
@@ -269,8 +247,8 @@ def analyse(config: Config, sweeps: dict) -> dict:
 
     sched_names = tuple(sched.axes["schedule"])
     sched_lr = np.asarray(sched.axes["learning_rate"])
-    sched_final = final_losses(sched)                 # (schedules, lrs, seeds)
-    sched_median = _median(sched_final)
+    sched_final = common.final_or_inf(sched)                 # (schedules, lrs, seeds)
+    sched_median = common.median_or_inf(sched_final)
     sched_best = np.argmin(sched_median, axis=1)
     rows = np.arange(len(sched_names))
     return {
@@ -312,10 +290,6 @@ def report(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _ceiling(values, cap):
-    return np.where(np.isfinite(values), values, cap)
-
-
 def plot(results: dict, outdir="figures") -> list[Path]:
     """Write the four figures (PNG + SVG each) and return their paths."""
     from lab import plotting
@@ -331,7 +305,7 @@ def plot(results: dict, outdir="figures") -> list[Path]:
     thr, measured = r["threshold_predicted"], r["threshold_measured"]
     near = (lrs >= 0.8 * thr) & (lrs <= 1.25 * thr)
     for axis, keep, xs in ((ax, np.ones_like(near), lrs), (zoom, near, lrs / thr)):
-        axis.plot(xs[keep], _ceiling(ratio, cap)[keep], marker=".", markersize=4, label="GD, final / initial loss")
+        axis.plot(xs[keep], common.ceil(ratio, cap)[keep], marker=".", markersize=4, label="GD, final / initial loss")
         axis.plot(xs[keep & diverged], np.full(int((keep & diverged).sum()), cap), "x", color=plotting.PALETTE[3],
                   label=f"diverged (loss > {DIVERGENCE_FACTOR:g} x initial)")
         axis.axhline(1.0, color="0.6", linewidth=0.8, linestyle=":")
@@ -353,7 +327,7 @@ def plot(results: dict, outdir="figures") -> list[Path]:
     fig, ax = plotting.figure(width=5.6, height=3.8)
     finite = r["mlp_final"][np.isfinite(r["mlp_final"])]
     ceiling = 2.0 * max(float(finite.max()) if finite.size else 1.0, r["mlp_initial_loss"])
-    plotting.median_band(ax, r["mlp_lr"], _ceiling(r["mlp_final"], ceiling), axis=1, marker=".",
+    plotting.median_band(ax, r["mlp_lr"], common.ceil(r["mlp_final"], ceiling), axis=1, marker=".",
                          label=f"SGD, median and IQR over {r['mlp_final'].shape[1]} seeds")
     plotting.theory(ax, r["mlp_initial_loss"], orientation="h", label="loss at start (ln 10)")
     if not np.all(np.isfinite(r["mlp_final"])):

@@ -48,9 +48,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lab import data, losses, nets, optim, plotting
-from lab.store import Store
-from lab.sweep import Problem, Study, SweepSpec, classification_metrics, run_sweep
+from lab import optim, plotting
+from lab.sweep import Problem, Study, SweepSpec
+from studies import common
 
 DESCRIPTION = "momentum: heavy ball / Nesterov rates on quadratics vs theory, 2-D paths, beta on an MLP"
 METHODS = ("gd", "heavy_ball", "nesterov")
@@ -140,45 +140,25 @@ def tuned_settings(method: str, kappa: float) -> tuple[float, float]:
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
-def eigenvalues(kappa: float, dimension: int) -> np.ndarray:
-    return np.geomspace(1.0 / kappa, 1.0, dimension)
+eigenvalues = common.spectrum
+UNDERFLOW_FLOOR = 1e6 * np.finfo(np.float32).tiny   # distances below this are float32 rounding
 
 
 def measured_rate(distance, steps) -> np.ndarray:
-    """Per-step contraction of ``distance`` (last axis, at ``steps``): ``exp`` of the slope of
-    ``log distance`` over the later half of the points above the underflow floor; NaN where
-    fewer than two points are usable (a run that diverged at once)."""
-    distance = np.asarray(distance, np.float64)
-    steps = np.asarray(steps, np.float64)
-    floor = 1e6 * np.finfo(np.float32).tiny
-    flat = distance.reshape(-1, distance.shape[-1])
-    out = np.full(flat.shape[0], np.nan)
-    for i, d in enumerate(flat):
-        ok = np.flatnonzero(np.isfinite(d) & (d > floor))
-        if ok.size < 2:
-            continue
-        last = ok[-1]
-        window = ok[(ok >= last // 2) & (ok <= last)]
-        if window.size < 2:
-            window = ok[-2:]
-        slope = np.polyfit(steps[window], np.log(d[window]), 1)[0]
-        out[i] = np.exp(slope)
-    return out.reshape(distance.shape[:-1])
+    """Per-step contraction of ``distance`` (last axis, at ``steps``) above the float32 underflow
+    floor (:func:`studies.common.contraction_rate`); NaN where a run diverged at once."""
+    return common.contraction_rate(distance, steps, UNDERFLOW_FLOOR)
 
 
 # --------------------------------------------------------------------------- the quadratic study
 
 
-def _float():
-    return jnp.result_type(float)
-
-
 def _quadratic_problem(static) -> Problem:
     kappa, dim = float(static["kappa"]), int(static["dimension"])
-    a = data.quadratic(jax.random.key(0), eigenvalues(kappa, dim), dtype=_float()).A
+    a = common.quadratic_hessian(kappa, dim)
 
     def init_params(key):
-        e = jax.random.normal(key, (dim,), dtype=_float())
+        e = jax.random.normal(key, (dim,), dtype=common.float_dtype())
         return e / jnp.linalg.norm(e)
 
     def loss(e, xb, yb, key):   # the batch is a dummy: full-batch training
@@ -187,7 +167,7 @@ def _quadratic_problem(static) -> Problem:
     def evaluate(e, x, y):
         return {"loss": 0.5 * e @ (a @ e), "distance": jnp.linalg.norm(e)}
 
-    dummy_x, dummy_y = np.zeros((1, 1), np.float32), np.zeros((1,), np.int32)
+    dummy_x, dummy_y = common.dummy_data()
     return Problem(init_params=init_params, loss=loss, x=dummy_x, y=dummy_y, evaluate=evaluate)
 
 
@@ -206,8 +186,9 @@ QUADRATIC = Study(
     "momentum_quadratic", _quadratic_problem, _quadratic_optimizer,
     hyperparameters={"learning_rate": 0.1, "momentum": 0.0},
     static={"batch_size": 1, "kappa": 100.0, "dimension": 20, "method": "heavy_ball", "tuned": False},
-    description={"loss": "1/2 e^T A e, A = Q diag(geomspace(1/kappa, 1, dimension)) Q^T, Q from key(0)",
-                 "init": "unit normal direction", "rate": "exp slope of log ||e||"})
+    description=common.describe(loss="1/2 e^T A e", hessian=common.quadratic_hessian,
+                                spectrum=common.spectrum, rotation_key=common.QUADRATIC_ROTATION_KEY,
+                                init="unit normal direction", rate=measured_rate))
 
 
 def _heatmap_spec(c: Config) -> SweepSpec:
@@ -230,37 +211,16 @@ def _kappa_spec(c: Config) -> SweepSpec:
 # --------------------------------------------------------------------------- the digits MLP study
 
 
-def _digits():
-    x, y = data.load_digits()
-    return np.asarray(x, np.float32), np.asarray(y, np.int32)
-
-
-def _mlp_problem(static) -> Problem:
-    x, y = _digits()
-    net = nets.mlp([int(static["hidden"]), 10], activation="tanh")
-
-    def loss(params, xb, yb, key):
-        return losses.softmax_cross_entropy_with_integer_labels(net.apply(params, xb), yb)
-
-    return Problem(init_params=lambda key: net.init(key, (-1, x.shape[1]))[1], loss=loss, x=x, y=y,
-                   evaluate=classification_metrics(net.apply))
-
-
 def _mlp_optimizer(config):
     beta = config["momentum"]
     return optim.sgd(config["effective_lr"] * (1 - beta), momentum=beta)
 
 
-MLP = Study("momentum_mlp", _mlp_problem, _mlp_optimizer,
-            hyperparameters={"effective_lr": 0.1, "momentum": 0.9},
-            static={"batch_size": 64, "hidden": 32},
-            description={"data": "UCI 8x8 digits, all 1797 images, scaled to [0, 1]", "net": "mlp 64-[hidden]-10 tanh",
-                         "optimizer": "sgd(effective_lr (1 - momentum), momentum)",
-                         "evaluate": "full training set: mean cross-entropy, accuracy"})
-
-
 def _mlp_spec(c: Config) -> SweepSpec:
-    study = dataclasses.replace(MLP, static={"batch_size": c.mlp_batch_size, "hidden": c.mlp_hidden})
+    study = Study("momentum_mlp", lambda static: common.digits_mlp_problem(static["hidden"]), _mlp_optimizer,
+                  hyperparameters={"effective_lr": 0.1, "momentum": 0.9},
+                  static={"batch_size": c.mlp_batch_size, "hidden": c.mlp_hidden},
+                  description=common.digits_mlp_facts(c.mlp_hidden, optimizer="sgd(effective_lr (1 - momentum), momentum)"))
     return SweepSpec(study, grid={"effective_lr": [float(v) for v in c.mlp_effective_lrs],
                                   "momentum": [float(b) for b in c.mlp_betas]},
                      seeds=c.seeds, steps=c.mlp_steps, eval_every=c.mlp_eval_every, chunk_steps=c.mlp_steps)
@@ -269,8 +229,7 @@ def _mlp_spec(c: Config) -> SweepSpec:
 # --------------------------------------------------------------------------- 2-D trajectories
 
 
-def rosenbrock(w):
-    return (1.0 - w[0]) ** 2 + 100.0 * (w[1] - w[0] ** 2) ** 2
+rosenbrock = common.rosenbrock
 
 
 def _rotated_quadratic(kappa: float):
@@ -284,7 +243,7 @@ def _rotated_quadratic(kappa: float):
 
 
 def _path(f, start, opt, steps: int) -> np.ndarray:
-    w0 = jnp.asarray(start, _float())
+    w0 = jnp.asarray(start, common.float_dtype())
 
     def body(carry, _):
         w, state = carry
@@ -347,25 +306,19 @@ def _analyse(c: Config, heat, kap, mlp) -> dict:
     }
 
 
-def _sweeps(c: Config, store, progress: bool, rerun: bool):
-    db = store if isinstance(store, Store) else Store(store)
-    try:
-        return tuple(run_sweep(spec, store=db, progress=progress, rerun=rerun)
-                     for spec in (_heatmap_spec(c), _kappa_spec(c), _mlp_spec(c)))
-    finally:
-        if not isinstance(store, Store):
-            db.close()
+def _results(c: Config, sweep) -> dict:
+    return _analyse(c, *(sweep(spec) for spec in (_heatmap_spec(c), _kappa_spec(c), _mlp_spec(c))))
 
 
 def run(config: Config, *, store, progress: bool = True, rerun: bool = False) -> dict:
     """Run the three sweeps (heat map, tuned kappas, digits MLP) and the 2-D paths."""
-    return _analyse(config, *_sweeps(config, store, progress, rerun))
+    return common.run(_results, config, store=store, progress=progress, rerun=rerun)
 
 
 def load(config: Config, *, store) -> dict:
-    """The results of :func:`run` from the database (the finished sweeps are fetched, not rerun);
-    the closed-form rates and the six 2-D paths (a fraction of a second) are recomputed."""
-    return run(config, store=store, progress=False, rerun=False)
+    """The results of :func:`run` with the sweeps read from the database (LookupError if one is
+    missing); the closed-form rates and the six 2-D paths (a fraction of a second) are recomputed."""
+    return common.load(_results, config, store=store)
 
 
 # --------------------------------------------------------------------------- plots and report
@@ -376,11 +329,10 @@ def _rate_image(ax, lrs, betas, rate, norm, cmap):
     return ax.pcolormesh(lrs, betas, shown.T, norm=norm, cmap=cmap, shading="nearest")
 
 
-def plot(results: dict, outdir="figures") -> list[Path]:
+def _plot_heatmap(results: dict, outdir) -> list:
     import matplotlib.colors as mcolors
     import matplotlib.pyplot as plt
 
-    paths = []
     h = results["heatmap"]
     lrs, betas = h["learning_rates"], h["betas"]
     fig, axes = plotting.figure(2, 2, width=4.3, height=3.4)
@@ -403,8 +355,10 @@ def plot(results: dict, outdir="figures") -> list[Path]:
     fig.colorbar(image, ax=list(axes), label="1 - rate per step, log scale (grey: rate >= 1)", shrink=0.8)
     fig.suptitle(f"Convergence rate ||e_t+1|| / ||e_t|| on a quadratic, kappa = {h['kappa']:g}\n"
                  f"(white contours: theoretical rate 0.9 and 0.99; brighter = faster)")
-    paths += plotting.save(fig, outdir, "momentum_rate_heatmap")
+    return plotting.save(fig, outdir, "momentum_rate_heatmap")
 
+
+def _plot_kappa(results: dict, outdir) -> list:
     k = results["kappa"]
     fig, (ax, ax_ratio) = plotting.figure(2, width=4.4, height=3.4)
     for i, method in enumerate(k["methods"]):
@@ -420,19 +374,18 @@ def plot(results: dict, outdir="figures") -> list[Path]:
     ax_ratio.set(xscale="log", xlabel="condition number kappa", ylabel="log(measured) / log(theory)",
                  title="ratio of log rates")
     ax_ratio.legend(fontsize=8)
-    paths += plotting.save(fig, outdir, "momentum_kappa")
+    return plotting.save(fig, outdir, "momentum_kappa")
 
+
+def _plot_trajectories(results: dict, outdir) -> list:
     t = results["trajectories"]
     fig, (ax_q, ax_r) = plotting.figure(2, width=4.6, height=3.8)
-    f, _ = _rotated_quadratic(results["config"]["trajectory_kappa"])
     gx, gy = np.meshgrid(np.linspace(-5, 5, 200), np.linspace(-5, 5, 200))
     pts = np.stack([gx.ravel(), gy.ravel()], 1)
     a = t["quadratic_matrix"]
     zq = 0.5 * np.einsum("ni,ij,nj->n", pts, a, pts).reshape(gx.shape)
     ax_q.contour(gx, gy, zq, levels=np.geomspace(0.01, 20, 12), colors="0.7", linewidths=0.6)
-    rx, ry = np.meshgrid(np.linspace(-2, 2, 300), np.linspace(-1, 3, 300))
-    zr = (1 - rx) ** 2 + 100 * (ry - rx ** 2) ** 2
-    ax_r.contour(rx, ry, zr, levels=np.geomspace(0.1, 2000, 15), colors="0.7", linewidths=0.6)
+    common.rosenbrock_contours(ax_r)
     for ax, name, lim in ((ax_q, "quadratic", None), (ax_r, "rosenbrock", None)):
         goal = np.zeros(2) if name == "quadratic" else np.ones(2)
         for i, method in enumerate(METHODS):
@@ -453,8 +406,10 @@ def plot(results: dict, outdir="figures") -> list[Path]:
     ax_r.set(title=f"Rosenbrock, {steps_r} steps", xlim=(-2, 2), ylim=(-1, 3))
     fig.suptitle("2-D paths from the square to the star (dot: last iterate): GD zig-zags across the valley, "
                  "momentum moves along it")
-    paths += plotting.save(fig, outdir, "momentum_trajectories")
+    return plotting.save(fig, outdir, "momentum_trajectories")
 
+
+def _plot_mlp(results: dict, outdir) -> list:
     m = results["mlp"]
     fig, ax = plotting.figure(1, width=5.0, height=3.6)
     x = 1 - m["betas"]
@@ -467,8 +422,13 @@ def plot(results: dict, outdir="figures") -> list[Path]:
                  f"lr = effective lr x (1 - beta); median and IQR over {m['final_loss'].shape[-1]} seeds")
     ax.invert_xaxis()
     ax.legend()
-    paths += plotting.save(fig, outdir, "momentum_mlp")
-    return [Path(p) for p in paths]
+    return plotting.save(fig, outdir, "momentum_mlp")
+
+
+def plot(results: dict, outdir="figures") -> list[Path]:
+    """The four figures of :data:`FIGURES` (PNG + SVG each)."""
+    return [Path(p) for draw in (_plot_heatmap, _plot_kappa, _plot_trajectories, _plot_mlp)
+            for p in draw(results, outdir)]
 
 
 def report(results: dict) -> str:

@@ -35,3 +35,23 @@ def digits_subset(n: int = 512):
 
 def ce(net):
     return lambda p, x, y: losses.softmax_cross_entropy_with_integer_labels(net.apply(p, x), y)
+
+
+def small_digits(net, loss, evaluate, *, train: int = 128, test: int = 256):
+    """A Problem on the first ``train`` digits with the next ``test`` as the evaluation set;
+    ``evaluate(params, x_eval, y_eval, x_train, y_train)`` sees both."""
+    from lab.sweep import Problem
+    x, y, xt, yt = digits_subset(train)
+    return Problem(init_params=lambda k: net.init(k, (-1, 64))[1], loss=loss, x=np.asarray(x), y=np.asarray(y),
+                   evaluate=lambda params, xe, ye: evaluate(params, xe, ye, x, y),
+                   eval_x=np.asarray(xt[:test]), eval_y=np.asarray(yt[:test]))
+
+
+def dress(axes, *settings: dict, legend: dict | None = None):
+    """``axes[i].set(**settings[i])`` for each given setting, a legend on each ``legend`` index
+    (with its keyword arguments); returns the figure."""
+    for ax, setting in zip(axes, settings):
+        ax.set(**setting)
+    for i, kwargs in (legend or {}).items():
+        axes[i].legend(**kwargs)
+    return axes[0].figure

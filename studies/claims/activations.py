@@ -10,7 +10,7 @@ import numpy as np
 
 from lab import data, losses, nets, optim, plotting
 from lab.sweep import Problem, Study, SweepSpec, classification_metrics, run_sweep
-from studies.claims import CAVEAT, FAILS, HOLDS, Claim, Verdict
+from studies.claims.base import CAVEAT, FAILS, HOLDS, Claim, Verdict, ratio_verdict
 from studies.claims._common import ce, dense_grad_norms, digits_subset, fit, key
 
 ACTS = ("sigmoid", "tanh", "relu", "leaky_relu", "gelu", "swish")
@@ -91,9 +91,7 @@ def run_tanh_sigmoid(config, store) -> dict:
 
 
 def verdict_tanh_sigmoid(m) -> Verdict:
-    ratio = m["final_tanh"] / m["final_sigmoid"]
-    key_text = f"final train loss tanh/sigmoid {ratio:.2g} ({m['final_tanh']:.3g} vs {m['final_sigmoid']:.3g})"
-    return Verdict(HOLDS if ratio < 0.8 else FAILS, key_text)
+    return ratio_verdict("final train loss tanh/sigmoid", m["final_tanh"], m["final_sigmoid"], below=0.8)
 
 
 def plot_tanh_sigmoid(m):

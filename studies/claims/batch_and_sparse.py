@@ -18,7 +18,7 @@ import numpy as np
 
 from lab import data, losses, nets, optim, plotting
 from lab.sweep import Problem, Study, SweepSpec, classification_metrics, run_sweep
-from studies.claims import CAVEAT, FAILS, HOLDS, Claim, Verdict
+from studies.claims.base import CAVEAT, FAILS, HOLDS, Claim, Verdict, graded
 from studies.claims._common import digits_subset, key
 
 # --- Adam / Adagrad on sparse features ----------------------------------------------------------
@@ -304,11 +304,8 @@ def verdict_convex(m) -> Verdict:
     gd, sgd = m["gd_worst"], m["sgd_median"]
     key_text = (f"relative distance to the least-squares solution after {m['steps'][-1]} steps: GD worst seed {gd:.2g}, "
                 f"SGD batch {m['batches'][1]} median {sgd:.2g}")
-    if gd < 1e-4 and sgd > 1e-3:
-        return Verdict(HOLDS, key_text)
-    if gd < 1e-4:
-        return Verdict(CAVEAT, key_text, "constant-rate SGD got as close as gradient descent here")
-    return Verdict(FAILS, key_text)
+    return graded(key_text, holds=gd < 1e-4 and sgd > 1e-3, core=gd < 1e-4,
+                  caveat="constant-rate SGD got as close as gradient descent here")
 
 
 def plot_convex(m):

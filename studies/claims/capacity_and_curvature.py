@@ -12,7 +12,7 @@ import numpy as np
 
 from lab import losses, nets, optim, plotting
 from lab.sweep import Problem, Study, SweepSpec, run_sweep
-from studies.claims import FAILS, HOLDS, Claim, Verdict
+from studies.claims.base import FAILS, HOLDS, Claim, Verdict
 from studies.claims._common import digits_subset, key
 
 # --- a convolution shares weights ---------------------------------------------------------------

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lab import data, losses, plotting
-from studies.claims import FAILS, HOLDS, Claim, Verdict
+from studies.claims.base import FAILS, HOLDS, Claim, Verdict
 from studies.claims._common import digits_subset, key
 
 

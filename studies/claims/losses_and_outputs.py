@@ -11,7 +11,7 @@ import numpy as np
 
 from lab import backprop, data, losses, nets, optim, plotting
 from lab.sweep import Problem, Study, SweepSpec, run_sweep
-from studies.claims import CAVEAT, FAILS, HOLDS, Claim, Verdict
+from studies.claims.base import FAILS, HOLDS, Claim, Verdict, graded, ratio_verdict
 from studies.claims._common import fit, key
 
 # --- L1 vs L2 with outliers ---------------------------------------------------------------------
@@ -29,9 +29,7 @@ def run_l1_l2(config, store) -> dict:
 
 
 def verdict_l1_l2(m) -> Verdict:
-    ratio = m["l1_error"] / m["l2_error"]
-    key_text = f"parameter error L1/L2 {ratio:.2g} ({m['l1_error']:.3g} vs {m['l2_error']:.3g})"
-    return Verdict(HOLDS if ratio < 0.5 else FAILS, key_text)
+    return ratio_verdict("parameter error L1/L2", m["l1_error"], m["l2_error"], below=0.5)
 
 
 def plot_l1_l2(m):
@@ -251,11 +249,8 @@ def verdict_width(m) -> Verdict:
     ratio = med[-1] / med[0]
     monotone = all(b <= a * 1.05 for a, b in itertools.pairwise(med))
     key_text = f"MSE width {m['widths'][-1]} / width 1 = {ratio:.2g}"
-    if ratio < 1e-2 and monotone:
-        return Verdict(HOLDS, key_text)
-    if ratio < 1e-2:
-        return Verdict(CAVEAT, key_text, "the error falls with width overall, but not at every step of the grid")
-    return Verdict(FAILS, key_text)
+    return graded(key_text, holds=ratio < 1e-2 and monotone, core=ratio < 1e-2,
+                  caveat="the error falls with width overall, but not at every step of the grid")
 
 
 def plot_width(m):

@@ -9,8 +9,8 @@ import numpy as np
 
 from lab import data, losses, nets, optim, plotting, train
 from lab.sweep import SweepSpec, run_sweep
-from studies.claims import CAVEAT, FAILS, HOLDS, Claim, Verdict
-from studies.claims._common import digits_subset, fit, key
+from studies.claims.base import CAVEAT, FAILS, HOLDS, Claim, Verdict
+from studies.claims._common import digits_subset, dress, fit, key
 from studies.claims.activations import ACT_STUDY
 
 # --- epochs, iterations, batches (a definition, checked in lab.data and lab.train) ---------------
@@ -205,10 +205,9 @@ def plot_adaptive(m):
     for name in ("adagrad", "rmsprop"):
         axes[0].loglog(np.arange(1, len(m[name]["step_ratio"]) + 1), m[name]["step_ratio"], label=name)
         axes[1].semilogy(m[name]["distance"], label=name)
-    axes[0].set(xlabel="step", ylabel="|update| / |gradient|", title="effective learning rate (lr 0.1)")
-    axes[1].set(xlabel="step", ylabel="distance to the minimum", title="noisy quadratic, start 63 away")
-    axes[1].legend()
-    return fig
+    return dress(axes, dict(xlabel="step", ylabel="|update| / |gradient|", title="effective learning rate (lr 0.1)"),
+                 dict(xlabel="step", ylabel="distance to the minimum", title="noisy quadratic, start 63 away"),
+                 legend={1: {}})
 
 
 # --- Adam = momentum + RMSprop + bias correction -----------------------------------------------

@@ -10,9 +10,9 @@ import numpy as np
 
 from lab import init as initializers
 from lab import losses, nets, optim, plotting
-from lab.sweep import Problem, Study, SweepSpec, run_sweep
-from studies.claims import CAVEAT, FAILS, HOLDS, Claim, Verdict
-from studies.claims._common import ce, dense_grad_norms, digits_subset, key
+from lab.sweep import Study, SweepSpec, run_sweep
+from studies.claims.base import CAVEAT, FAILS, HOLDS, Claim, Verdict
+from studies.claims._common import ce, dense_grad_norms, digits_subset, key, small_digits
 
 # --- dropout keeps the expectation, in both conventions ----------------------------------------
 
@@ -52,7 +52,6 @@ def plot_dropout_expectation(m):
 # --- dropout, L2 and epochs on a small data set, one sweep -------------------------------------
 
 def _small_digits(static):
-    x, y, xt, yt = digits_subset(128)
     reg = static["reg"]
     net = nets.mlp([128, 128, 10], activation="relu", dropout=0.5 if reg == "dropout" else None)
 
@@ -60,14 +59,13 @@ def _small_digits(static):
         value = losses.softmax_cross_entropy_with_integer_labels(net.apply(params, xb, key=k, train=True), yb)
         return value + (losses.l2_penalty(params, 1e-2) if reg == "l2" else 0.0)
 
-    def evaluate(params, xe, ye):
+    def evaluate(params, xe, ye, x, y):
         test = net.apply(params, xe)
         train = net.apply(params, x)
         return {"test_loss": losses.softmax_cross_entropy_with_integer_labels(test, ye),
                 "train_clean_loss": losses.softmax_cross_entropy_with_integer_labels(train, y),
                 "weight_norm": jnp.sqrt(sum(jnp.sum(jnp.square(l)) for l in jax.tree_util.tree_leaves(params)))}
-    return Problem(init_params=lambda k: net.init(k, (-1, 64))[1], loss=loss, x=np.asarray(x), y=np.asarray(y),
-                   evaluate=evaluate, eval_x=np.asarray(xt[:256]), eval_y=np.asarray(yt[:256]))
+    return small_digits(net, loss, evaluate)
 
 
 REG_STUDY = Study("claims_regularisation", _small_digits, lambda c: optim.adam(c["learning_rate"]),

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from lab import data, losses, optim, plotting, train
-from studies.claims import FAILS, HOLDS, Claim, Verdict
-from studies.claims._common import key
+from studies.claims.base import FAILS, HOLDS, Claim, Verdict
+from studies.claims._common import dress, key
 
 BATCHES = (1, 8, 64, 256)
 
@@ -89,10 +89,8 @@ def plot_saddle(m):
         p = np.array(m[name]["path"])
         axes[0].plot(p[:, 0], p[:, 1], marker=".", ms=2, label=label)
         axes[1].plot(m[name]["values"], label=label)
-    axes[0].set(xlabel="u", ylabel="v", title="u^2/2 - v^2/2 + v^4/4, start (1, 0)")
-    axes[1].set(xlabel="step", ylabel="f", title="GD stalls at the saddle (f = 0)")
-    axes[1].legend()
-    return fig
+    return dress(axes, dict(xlabel="u", ylabel="v", title="u^2/2 - v^2/2 + v^4/4, start (1, 0)"),
+                 dict(xlabel="step", ylabel="f", title="GD stalls at the saddle (f = 0)"), legend={1: {}})
 
 
 # --- learning-rate schedules ------------------------------------------------------------------
@@ -201,13 +199,11 @@ def plot_epochs_vs_clock(m):
         axes[0].plot(epochs, r["loss"], marker="o", label=f"batch {b}")
         axes[1].plot(1e3 * epochs * r["seconds_per_epoch"], r["loss"], marker="o",
                      label=f"batch {b}: {1e3 * r['seconds_per_epoch']:.2g} ms per epoch")
-    axes[0].set(yscale="log", xlabel="epoch", ylabel="training cross-entropy (512 digits)",
-                title="per epoch: small batches make more progress")
-    axes[1].set(yscale="log", xlabel="wall-clock milliseconds (fastest compiled epoch x epochs)",
-                ylabel="training cross-entropy", title="the same runs against the clock")
-    axes[0].legend()
-    axes[1].legend(fontsize=8)
-    return fig
+    return dress(axes, dict(yscale="log", xlabel="epoch", ylabel="training cross-entropy (512 digits)",
+                            title="per epoch: small batches make more progress"),
+                 dict(yscale="log", xlabel="wall-clock milliseconds (fastest compiled epoch x epochs)",
+                      ylabel="training cross-entropy", title="the same runs against the clock"),
+                 legend={0: {}, 1: {"fontsize": 8}})
 
 
 CLAIMS = (

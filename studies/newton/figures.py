@@ -1,6 +1,6 @@
-"""The figures of the Newton study (:mod:`studies.newton`): one function per figure, each
-taking the ``results`` dict of ``newton.run`` / ``newton.load`` and the output folder and
-returning the paths it wrote (:func:`lab.plotting.save`)."""
+"""The figures of the Newton study: one function per figure, each taking the ``results`` dict
+of ``studies.newton.run`` / ``load`` and the output folder and returning the paths it wrote
+(:func:`lab.plotting.save`)."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from lab import plotting
-from studies.newton import COST_THEORY, LABELS, MLP_SECOND_ORDER, ROSENBROCK_METHODS
+from studies import common
+from studies.newton.constants import COST_THEORY, LABELS, MLP_SECOND_ORDER, ROSENBROCK_METHODS, ROSENBROCK_START
 
 
 def _band(ax, x, values, **kwargs):
@@ -34,7 +35,7 @@ def _plot_quadratic_logistic(results, outdir):
     for i, m in enumerate(q["methods"]):
         d = np.concatenate([np.ones((q["distance"].shape[1], 1)), q["distance"][i]], axis=1)
         _band(ax_q, steps, _pos(d), axis=0, color=plotting.PALETTE[i], label=LABELS[m],
-                             marker="o" if m == "newton" else None, markersize=4)
+              marker="o" if m == "newton" else None, markersize=4)
         if m != "newton":
             ax_q.plot(steps, q["theory_rate"][m] ** steps, "--", color=plotting.PALETTE[i], linewidth=1,
                       label=f"theory rate {q['theory_rate'][m]:.3f}")
@@ -47,7 +48,7 @@ def _plot_quadratic_logistic(results, outdir):
     steps = lg["steps"]
     for i, m in enumerate(("newton", "gd")):
         _band(ax_l, steps, _pos(lg["errors"][i]), axis=0, color=plotting.PALETTE[i], label=LABELS[m],
-                             marker="o" if m == "newton" else None, markersize=4)
+              marker="o" if m == "newton" else None, markersize=4)
     e0 = np.median(lg["errors"][1, :, 0])
     ax_l.plot(steps, e0 * lg["gd_rate"] ** steps, "--", color=plotting.PALETTE[1], linewidth=1,
               label=f"GD theory rate (kappa* - 1)/(kappa* + 1) = {lg['gd_rate']:.3f}")
@@ -76,9 +77,7 @@ def _plot_quadratic_logistic(results, outdir):
 def _plot_rosenbrock(results, outdir):
     r, cfg = results["rosenbrock"], results["config"]
     fig, (ax_p, ax_d) = plotting.figure(2, width=4.8, height=3.9)
-    gx, gy = np.meshgrid(np.linspace(-2, 2, 300), np.linspace(-1, 3, 300))
-    ax_p.contour(gx, gy, (1 - gx) ** 2 + 100 * (gy - gx ** 2) ** 2, levels=np.geomspace(0.1, 2000, 15),
-                 colors="0.75", linewidths=0.6)
+    common.rosenbrock_contours(ax_p, color="0.75")
     for i, m in enumerate(ROSENBROCK_METHODS):
         path, its = r["paths"][m], r["iterations"][m]
         shown = path[: (its + 1 if its >= 0 else len(path))]
@@ -87,7 +86,7 @@ def _plot_rosenbrock(results, outdir):
                   markersize=3, linewidth=1.0, label=f"{LABELS[m]}: {tag}")
         dist = np.linalg.norm(path - 1.0, axis=1)
         ax_d.loglog(np.arange(1, len(dist) + 1), _pos(dist), color=plotting.PALETTE[i], label=LABELS[m])
-    ax_p.plot(-1.2, 1.0, "ks", markersize=5)
+    ax_p.plot(*ROSENBROCK_START, "ks", markersize=5)
     ax_p.plot(1.0, 1.0, "k*", markersize=10)
     ax_p.set(xlim=(-2, 2), ylim=(-1, 3), xlabel="w1", ylabel="w2", title="paths from (-1.2, 1) to the star (1, 1)")
     ax_p.legend(fontsize=7, loc="lower right")
@@ -99,27 +98,22 @@ def _plot_rosenbrock(results, outdir):
     return plotting.save(fig, outdir, "newton_rosenbrock")
 
 
-def _ceil(values, ceiling):
-    v = np.asarray(values, np.float64)
-    return np.where(np.isfinite(v), v, ceiling)
-
-
 def _plot_mlp(results, outdir):
     m, cfg = results["mlp"], results["config"]
     ceiling = 10.0 * math.log(10.0)
     fig, axes = plotting.figure(3, width=4.3, height=3.6)
     ax_d, ax_c, ax_t = axes
     for i, meth in enumerate(MLP_SECOND_ORDER):
-        _band(ax_d, m["dampings"], _ceil(m["damping_final"][i], ceiling), axis=-1, marker="o",
-                             color=plotting.PALETTE[4 + i], label=LABELS[meth])
+        _band(ax_d, m["dampings"], common.ceil(m["damping_final"][i], ceiling), axis=-1, marker="o",
+                  color=plotting.PALETTE[4 + i], label=LABELS[meth])
     best = min(m["best_final"].get("gd", np.inf), m["best_final"].get("adam", np.inf))
     plotting.theory(ax_d, best, orientation="h", label=f"best first-order ({best:.3g})")
     ax_d.axhline(ceiling, color="0.5", linewidth=0.8, linestyle=":")
     ax_d.set(xscale="log", yscale="log", xlabel="damping lambda", ylabel=f"loss after {cfg['mlp_steps']} steps",
              title="(H + lambda I) and (|H| + lambda I) steps\n(diverged runs at the dotted ceiling)")
     ax_d.legend(fontsize=7, loc="upper right")
-    _band(ax_c, m["cg_iterations"], _ceil(m["cg_final"], ceiling), axis=-1, marker="o",
-                         color=plotting.PALETTE[2], label=f"Newton-CG (damping {cfg['mlp_cg_damping']:g})")
+    _band(ax_c, m["cg_iterations"], common.ceil(m["cg_final"], ceiling), axis=-1, marker="o",
+          color=plotting.PALETTE[2], label=f"Newton-CG (damping {cfg['mlp_cg_damping']:g})")
     plotting.theory(ax_c, best, orientation="h", label=f"best first-order ({best:.3g})")
     ax_c.set(xscale="log", yscale="log", xlabel="max CG iterations per step (Hessian-vector products)",
              ylabel=f"loss after {cfg['mlp_steps']} steps", title="Newton-CG + Armijo line search")
@@ -130,7 +124,7 @@ def _plot_mlp(results, outdir):
         loss = np.asarray(curve["loss"], np.float64)
         loss = loss if loss.ndim == 2 else loss[None]
         _band(ax_t, steps, _pos(loss), axis=0, color=plotting.PALETTE[colors[meth]],
-                             label=f"{LABELS[meth]} ({curve['setting']})")
+              label=f"{LABELS[meth]} ({curve['setting']})")
     ax_t.set(yscale="log", xlabel="step", ylabel="training cross-entropy", title="best setting of each method")
     ax_t.legend(fontsize=7)
     fig.suptitle(f"digits MLP ({m['P']} parameters, {cfg['mlp_examples']} examples, full batch): "
@@ -180,6 +174,7 @@ def _plot_spectrum(results, outdir):
 
 
 def plot(results: dict, outdir="figures") -> list[Path]:
+    """The study's five figures (PNG + SVG each)."""
     paths = []
     for draw in (_plot_quadratic_logistic, _plot_rosenbrock, _plot_mlp, _plot_cost, _plot_spectrum):
         paths += draw(results, outdir)
