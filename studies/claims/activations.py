@@ -11,7 +11,8 @@ import numpy as np
 from lab import data, losses, nets, optim, plotting
 from lab.sweep import Problem, Study, SweepSpec, classification_metrics, run_sweep
 from studies.claims.base import CAVEAT, FAILS, HOLDS, Claim, Verdict, ratio_verdict
-from studies.claims._common import ce, dense_grad_norms, digits_subset, fit, key
+from studies.common import DIGITS_CLASSES
+from studies.claims._common import DIGIT_FEATURES, ce, dense_grad_norms, digits_facts, digits_subset, fit, key
 
 ACTS = ("sigmoid", "tanh", "relu", "leaky_relu", "gelu", "swish")
 DEPTH = 10
@@ -64,19 +65,24 @@ def plot_vanishing(m):
 
 # --- tanh vs sigmoid, through the sweep engine -------------------------------------------------
 
+ACT_TRAIN, ACT_TEST, ACT_SIZES = 512, 256, (32, 32, DIGITS_CLASSES)   # digits; the Dense widths (nets.mlp's sizes)
+
+
 def _digits_problem(static):
-    x, y, xt, yt = digits_subset(512)
-    net = nets.mlp([32, 32, 10], activation=static["activation"])
+    x, y, xt, yt = digits_subset(ACT_TRAIN)
+    net = nets.mlp(ACT_SIZES, activation=static["activation"])
 
     def loss(params, xb, yb, k):
         return losses.softmax_cross_entropy_with_integer_labels(net.apply(params, xb), yb)
-    return Problem(init_params=lambda k: net.init(k, (-1, 64))[1], loss=loss, x=np.asarray(x), y=np.asarray(y),
-                   evaluate=classification_metrics(net.apply), eval_x=np.asarray(xt[:256]), eval_y=np.asarray(yt[:256]))
+    return Problem(init_params=lambda k: net.init(k, (-1, DIGIT_FEATURES))[1], loss=loss, x=np.asarray(x), y=np.asarray(y),
+                   evaluate=classification_metrics(net.apply), eval_x=np.asarray(xt[:ACT_TEST]), eval_y=np.asarray(yt[:ACT_TEST]))
 
 
 ACT_STUDY = Study("claims_activation_digits", _digits_problem, lambda c: optim.sgd(c["learning_rate"]),
                   hyperparameters={"learning_rate": 0.1}, static={"batch_size": 64, "activation": "tanh"},
-                  description={"data": "digits, first 512 train / 256 test", "net": "mlp 64-32-32-10"})
+                  description=digits_facts(ACT_TRAIN, ACT_TEST, net=nets.mlp, sizes=(DIGIT_FEATURES, *ACT_SIZES),
+                                           loss=losses.softmax_cross_entropy_with_integer_labels,
+                                           evaluate=classification_metrics))
 
 
 def run_tanh_sigmoid(config, store) -> dict:

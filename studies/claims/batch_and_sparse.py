@@ -19,7 +19,8 @@ import numpy as np
 from lab import data, losses, nets, optim, plotting
 from lab.sweep import Problem, Study, SweepSpec, classification_metrics, run_sweep
 from studies.claims.base import CAVEAT, FAILS, HOLDS, Claim, Verdict, graded
-from studies.claims._common import digits_subset, key
+from studies import common
+from studies.claims._common import DIGIT_FEATURES, digits_facts, digits_subset, key
 
 # --- Adam / Adagrad on sparse features ----------------------------------------------------------
 #
@@ -33,19 +34,25 @@ from studies.claims._common import digits_subset, key
 # error at those rates.
 
 SPARSE_N, SPARSE_DENSE, SPARSE_RARE, SPARSE_P = 1024, 10, 10, 0.01
+SPARSE_SEED = 0          # of the NumPy generator that draws the features and w*
 SPARSE_KINDS = ("sgd", "adagrad", "adam")
 SPARSE_LRS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 
 
 @functools.cache
 def _sparse_data():
-    rng = np.random.RandomState(0)
+    rng = np.random.RandomState(SPARSE_SEED)
     dense = rng.standard_normal((SPARSE_N, SPARSE_DENSE))
     rare = (rng.uniform(size=(SPARSE_N, SPARSE_RARE)) < SPARSE_P).astype(np.float64)
     rare[rng.randint(SPARSE_N, size=SPARSE_RARE), np.arange(SPARSE_RARE)] = 1.0   # every rare feature occurs at least once
     x = np.concatenate([dense, rare], axis=1)
     w_star = rng.standard_normal((SPARSE_DENSE + SPARSE_RARE, 1))
     return x, x @ w_star, w_star
+
+
+def _half_mse(w, x, y):
+    """The least-squares loss of the linear model ``x w``: half the mean squared error."""
+    return 0.5 * losses.mse(x @ w, y)
 
 
 def _sparse_problem(static):
@@ -56,10 +63,10 @@ def _sparse_problem(static):
 
     def evaluate(params, xe, ye):
         w = params["w"]
-        return {"loss": 0.5 * losses.mse(xe @ w, ye), "dense_error": error(w, slice(0, SPARSE_DENSE)),
+        return {"loss": _half_mse(w, xe, ye), "dense_error": error(w, slice(0, SPARSE_DENSE)),
                 "rare_error": error(w, slice(SPARSE_DENSE, None))}
     return Problem(init_params=lambda k: {"w": jax.random.normal(k, (x.shape[1], 1), dtype)},
-                   loss=lambda p, xb, yb, k: 0.5 * losses.mse(xb @ p["w"], yb),
+                   loss=lambda p, xb, yb, k: _half_mse(p["w"], xb, yb),
                    x=x.astype(dtype), y=y.astype(dtype), evaluate=evaluate)
 
 
@@ -69,8 +76,8 @@ def _sparse_optimizer(c):
 
 SPARSE_STUDY = Study("claims_sparse_features", _sparse_problem, _sparse_optimizer,
                      hyperparameters={"learning_rate": 0.1}, static={"batch_size": 16, "kind": "sgd"},
-                     description={"data": f"linear y = x w*, n={SPARSE_N}, {SPARSE_DENSE} dense N(0,1) features, "
-                                          f"{SPARSE_RARE} binary features on w.p. {SPARSE_P}", "loss": "mse / 2"})
+                     description=common.describe(data=_sparse_data, seed=SPARSE_SEED, examples=SPARSE_N, dense=SPARSE_DENSE,
+                                                 rare=SPARSE_RARE, rare_probability=SPARSE_P, loss=_half_mse))
 
 
 def run_sparse(config, store) -> dict:
@@ -128,14 +135,16 @@ def plot_sparse(m):
 # batches are expected to end in flatter minima (Keskar et al. 2017) and, by the same
 # noise, to tolerate a smaller learning rate before diverging.
 
-BATCHES = (8, 256)
+BATCH_TRAIN, BATCH_TEST = 256, 512      # the first digits, and the next ones as the test set
+BATCH_SIZES, BATCH_ACTIVATION = (64, common.DIGITS_CLASSES), "tanh"   # nets.mlp's Dense widths
+BATCHES = (8, BATCH_TRAIN)
 BATCH_LRS = (0.1, 0.3, 1.0, 3.0)
 COMMON_LR = 0.1          # the rate at which small and large batches are compared (fixed before the first run)
 
 
 def _batch_problem(static):
-    x, y, xt, yt = digits_subset(256)
-    net = nets.mlp([64, 10], activation="tanh")
+    x, y, xt, yt = digits_subset(BATCH_TRAIN)
+    net = nets.mlp(BATCH_SIZES, activation=BATCH_ACTIVATION)
     ce = lambda p, xe, ye: losses.softmax_cross_entropy_with_integer_labels(net.apply(p, xe), ye)
     test_metrics = classification_metrics(net.apply)
 
@@ -144,20 +153,24 @@ def _batch_problem(static):
         train = test_metrics(params, x, y)
         return {"test_loss": test["loss"], "test_accuracy": test["accuracy"], "train_loss_full": train["loss"],
                 "train_accuracy": train["accuracy"]}
-    return Problem(init_params=lambda k: net.init(k, (-1, 64))[1], loss=lambda p, xb, yb, k: ce(p, xb, yb),
-                   x=np.asarray(x), y=np.asarray(y), evaluate=evaluate, eval_x=np.asarray(xt[:512]), eval_y=np.asarray(yt[:512]))
+    return Problem(init_params=lambda k: net.init(k, (-1, DIGIT_FEATURES))[1], loss=lambda p, xb, yb, k: ce(p, xb, yb),
+                   x=np.asarray(x), y=np.asarray(y), evaluate=evaluate, eval_x=np.asarray(xt[:BATCH_TEST]),
+                   eval_y=np.asarray(yt[:BATCH_TEST]))
 
 
 BATCH_STUDY = Study("claims_batch_size", _batch_problem, lambda c: optim.sgd(c["learning_rate"]),
                     hyperparameters={"learning_rate": COMMON_LR}, static={"batch_size": 32},
-                    description={"data": "digits: first 256 train, next 512 test", "net": "mlp 64-64-10 tanh", "loss": "softmax CE"})
+                    description=digits_facts(BATCH_TRAIN, BATCH_TEST,
+                                             net=common.mlp_name((DIGIT_FEATURES, *BATCH_SIZES), BATCH_ACTIVATION),
+                                             loss=losses.softmax_cross_entropy_with_integer_labels,
+                                             evaluate=classification_metrics))
 
 
 @functools.cache
 def _batch_sweep(steps: int, seeds: int, store: str) -> dict:
     every = max(2 * steps // 5, 1)
     spec = SweepSpec(BATCH_STUDY, {"batch_size": list(BATCHES), "learning_rate": list(BATCH_LRS)}, seeds=seeds,
-                     steps=5 * every, eval_every=every, chunk_steps=5 * every, sharpness_iters=20, sharpness_batch=256)
+                     steps=5 * every, eval_every=every, chunk_steps=5 * every, sharpness_iters=20, sharpness_batch=BATCH_TRAIN)
     res = run_sweep(spec, store=store, progress=False)
     diverged = res.diverged_step >= 0                                       # (batch, lr, seed)
     clean = lambda a: np.where(np.isfinite(a), a, np.inf)
@@ -257,15 +270,22 @@ def plot_batch(m):
 # minimum from any start; SGD's gradient noise keeps it at a distance ~ sqrt(lr) from it.
 
 CONVEX_N, CONVEX_FEATURES, CONVEX_BATCHES = 256, 5, (256, 8)
+CONVEX_NOISE, CONVEX_DATA_KEY, CONVEX_INIT_SCALE = 0.5, 90, 3.0
 
 
 @functools.cache
 def _convex_data():
-    x, y, _, _, _ = data.linear_regression(key(90), CONVEX_N, features=CONVEX_FEATURES, noise=0.5)   # float32 data
+    x, y, _, _, _ = data.linear_regression(key(CONVEX_DATA_KEY), CONVEX_N, features=CONVEX_FEATURES,
+                                           noise=CONVEX_NOISE)   # float32 data
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     design = np.concatenate([x, np.ones((CONVEX_N, 1))], axis=1)
     theta = np.linalg.lstsq(design, y, rcond=None)[0]                       # (features + 1, 1)
     return x, y, theta
+
+
+def _convex_init(k, dtype):
+    """A random start: weights N(0, CONVEX_INIT_SCALE^2), bias 0."""
+    return {"w": CONVEX_INIT_SCALE * jax.random.normal(k, (CONVEX_FEATURES, 1), dtype), "b": jnp.zeros((1,), dtype)}
 
 
 def _convex_problem(static):
@@ -278,15 +298,15 @@ def _convex_problem(static):
     def evaluate(params, xe, ye):
         flat = jnp.concatenate([params["w"][:, 0], params["b"]])
         return {"distance": jnp.linalg.norm(flat - theta[:, 0]) / jnp.linalg.norm(theta), "excess_loss": loss(params, xe, ye) - best}
-    init = lambda k: {"w": 3.0 * jax.random.normal(k, (CONVEX_FEATURES, 1), dtype), "b": jnp.zeros((1,), dtype)}
-    return Problem(init_params=init, loss=lambda p, xb, yb, k: loss(p, xb, yb), x=x.astype(dtype), y=y.astype(dtype),
+    return Problem(init_params=lambda k: _convex_init(k, dtype), loss=lambda p, xb, yb, k: loss(p, xb, yb), x=x.astype(dtype), y=y.astype(dtype),
                    evaluate=evaluate)
 
 
 CONVEX_STUDY = Study("claims_convex_gd", _convex_problem, lambda c: optim.sgd(c["learning_rate"]),
                      hyperparameters={"learning_rate": 0.1}, static={"batch_size": 256},
-                     description={"data": f"linear regression n={CONVEX_N}, {CONVEX_FEATURES} features, noise 0.5",
-                                  "loss": "mse", "init": "w ~ N(0, 9), b = 0"})
+                     description=common.describe(data=data.linear_regression, data_key=CONVEX_DATA_KEY, examples=CONVEX_N,
+                                                 features=CONVEX_FEATURES, noise=CONVEX_NOISE, loss=losses.mse,
+                                                 init=_convex_init, init_scale=CONVEX_INIT_SCALE))
 
 
 def run_convex(config, store) -> dict:

@@ -13,7 +13,8 @@ import numpy as np
 from lab import losses, nets, optim, plotting
 from lab.sweep import Problem, Study, SweepSpec, run_sweep
 from studies.claims.base import FAILS, HOLDS, Claim, Verdict
-from studies.claims._common import digits_subset, key
+from studies import common
+from studies.claims._common import DIGIT_FEATURES, digits_subset, key
 
 # --- a convolution shares weights ---------------------------------------------------------------
 
@@ -45,19 +46,31 @@ def plot_cnn_sharing(m):
 
 # --- more parameters fit more: random labels, through the sweep engine -------------------------
 
+CAPACITY_N, CAPACITY_LABEL_SEED, CAPACITY_ACTIVATION = 256, 0, "relu"   # the first digits, their labels' generator
+
+
+def _uniform_labels(n: int) -> np.ndarray:
+    """``n`` labels drawn uniformly from the digit classes, independent of the images."""
+    return np.random.RandomState(CAPACITY_LABEL_SEED).randint(0, common.DIGITS_CLASSES, size=n).astype(np.int32)
+
+
 def _random_labels(static):
-    x, _, _, _ = digits_subset(256)
-    y = np.random.RandomState(0).randint(0, 10, size=256).astype(np.int32)
-    net = nets.mlp([static["width"], 10], activation="relu")
+    x, _, _, _ = digits_subset(CAPACITY_N)
+    y = _uniform_labels(CAPACITY_N)
+    net = nets.mlp([static["width"], common.DIGITS_CLASSES], activation=CAPACITY_ACTIVATION)
     accuracy = lambda p, xe, ye: {"accuracy": jnp.mean((jnp.argmax(net.apply(p, xe), 1).astype(ye.dtype) == ye).astype(jnp.float32))}
-    return Problem(init_params=lambda k: net.init(k, (-1, 64))[1],
+    return Problem(init_params=lambda k: net.init(k, (-1, DIGIT_FEATURES))[1],
                    loss=lambda p, xb, yb, k: losses.softmax_cross_entropy_with_integer_labels(net.apply(p, xb), yb),
                    x=np.asarray(x), y=y, evaluate=accuracy, eval_x=np.asarray(x), eval_y=y)
 
 
 CAPACITY_STUDY = Study("claims_capacity_random_labels", _random_labels, lambda c: optim.adam(c["learning_rate"]),
                        hyperparameters={"learning_rate": 1e-2}, static={"batch_size": 256, "width": 16},
-                       description={"data": "256 digits with uniformly random labels", "net": "mlp 64-width-10 relu"})
+                       description=common.describe(data=digits_subset, examples=CAPACITY_N, labels=_uniform_labels,
+                                                   label_seed=CAPACITY_LABEL_SEED, net=nets.mlp,
+                                                   sizes=(DIGIT_FEATURES, "width", common.DIGITS_CLASSES),
+                                                   activation=CAPACITY_ACTIVATION,
+                                                   loss=losses.softmax_cross_entropy_with_integer_labels))
 WIDTHS = (2, 8, 32, 128)
 
 

@@ -18,7 +18,9 @@ from lab import init as initializers
 from lab import losses, nets, optim, plotting
 from lab.sweep import Study, SweepSpec, classification_metrics, run_sweep
 from studies.claims.base import FAILS, HOLDS, Claim, Verdict, graded
-from studies.claims._common import digits_subset, key, small_digits
+from studies import common
+from studies.claims._common import (DIGIT_FEATURES, SMALL_TEST, SMALL_TRAIN, digits_facts, digits_subset, key,
+                                   small_digits)
 
 # --- DropConnect keeps the expectation --------------------------------------------------------------
 #
@@ -74,14 +76,20 @@ def plot_dropconnect_expectation(m):
 # claims' QUICK time within budget; the problem below still builds it.)
 
 REGS = ("none", "dropconnect")
+DC_HIDDEN, DC_ACTIVATION, DC_RATE = 128, "relu", 0.5
+
+
+def _output_layers(reg: str) -> list:
+    """What follows the hidden block in arm ``reg``: the output layer; with dropout (rate
+    DC_RATE) on the hidden units before it; or DropConnect (rate DC_RATE) on its weights."""
+    classes = common.DIGITS_CLASSES
+    return {"none": [nets.Dense(classes)], "dropout": [nets.Dropout(DC_RATE), nets.Dense(classes)],
+            "dropconnect": [nets.DropConnect(classes, DC_RATE)]}[reg]
 
 
 def _dropconnect_problem(static):
-    reg = static["reg"]
-    hidden = [nets.Dense(128), nets.Activation("relu")]
-    out = {"none": [nets.Dense(10)], "dropout": [nets.Dropout(0.5), nets.Dense(10)],
-           "dropconnect": [nets.DropConnect(10, 0.5)]}[reg]
-    net = nets.serial(*hidden, *out)
+    hidden = [nets.Dense(DC_HIDDEN), nets.Activation(DC_ACTIVATION)]
+    net = nets.serial(*hidden, *_output_layers(static["reg"]))
     metrics = classification_metrics(net.apply)
 
     def loss(params, xb, yb, k):
@@ -95,9 +103,12 @@ def _dropconnect_problem(static):
 
 DC_STUDY = Study("claims_dropconnect", _dropconnect_problem, lambda c: optim.adam(c["learning_rate"]),
                  hyperparameters={"learning_rate": 1e-3}, static={"batch_size": 32, "reg": "none"},
-                 description={"data": "digits: 128 train, 256 test", "net": "mlp 64-128-10 relu",
-                              "reg": "none | dropout 0.5 on the hidden units | DropConnect 0.5 on the output weights"})
-# (the description names every arm the problem can build, so the sweep's identity does not depend on REGS)
+                 description=digits_facts(SMALL_TRAIN, SMALL_TEST,
+                                          net=common.mlp_name((DIGIT_FEATURES, DC_HIDDEN, common.DIGITS_CLASSES), DC_ACTIVATION),
+                                          output=_output_layers, rate=DC_RATE,
+                                          loss=losses.softmax_cross_entropy_with_integer_labels,
+                                          evaluate=classification_metrics))
+# (the description names the builder of every arm, not REGS, so the sweep's identity does not depend on REGS)
 
 
 def run_dropconnect_gap(config, store) -> dict:
@@ -139,10 +150,11 @@ def plot_dropconnect_gap(m):
 # particulars: classical learning theory expects the test - train gap to grow with capacity.
 
 CAP_WIDTHS = (2, 16, 128)
+CAP_TEST, CAP_ACTIVATION = 512, "relu"     # evaluation digits (after the first SMALL_TRAIN)
 
 
 def _capacity_problem(static):
-    net = nets.mlp([static["width"], 10], activation="relu")
+    net = nets.mlp([static["width"], common.DIGITS_CLASSES], activation=CAP_ACTIVATION)
     metrics = classification_metrics(net.apply)
 
     def evaluate(params, xe, ye, x, y):
@@ -150,12 +162,15 @@ def _capacity_problem(static):
         return {"test_loss": test["loss"], "train_loss_full": train["loss"], "test_accuracy": test["accuracy"],
                 "train_accuracy": train["accuracy"]}
     return small_digits(net, lambda p, xb, yb, k: losses.softmax_cross_entropy_with_integer_labels(net.apply(p, xb), yb),
-                        evaluate, test=512)
+                        evaluate, test=CAP_TEST)
 
 
 CAP_STUDY = Study("claims_capacity_gap", _capacity_problem, lambda c: optim.adam(c["learning_rate"]),
                   hyperparameters={"learning_rate": 1e-2}, static={"batch_size": 128, "width": 16},
-                  description={"data": "digits: first 128 train, next 512 test", "net": "mlp 64-width-10 relu"})
+                  description=digits_facts(SMALL_TRAIN, CAP_TEST, net=nets.mlp,
+                                           sizes=(DIGIT_FEATURES, "width", common.DIGITS_CLASSES), activation=CAP_ACTIVATION,
+                                           loss=losses.softmax_cross_entropy_with_integer_labels,
+                                           evaluate=classification_metrics))
 
 
 def run_capacity_gap(config, store) -> dict:

@@ -4,6 +4,7 @@ chain rule, XOR, networks without activations, and width vs approximation error.
 from __future__ import annotations
 
 import itertools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +13,7 @@ import numpy as np
 from lab import backprop, data, losses, nets, optim, plotting
 from lab.sweep import Problem, Study, SweepSpec, run_sweep
 from studies.claims.base import FAILS, HOLDS, Claim, Verdict, graded, ratio_verdict
+from studies import common
 from studies.claims._common import fit, key
 
 # --- L1 vs L2 with outliers ---------------------------------------------------------------------
@@ -223,16 +225,21 @@ def plot_linear_collapse(m):
 
 # --- width vs approximation error, through the sweep engine -------------------------------------
 
+SINE_N, SINE_FN, SINE_RANGE, SINE_ACTIVATION = 256, jnp.sin, (-math.pi, math.pi), "tanh"   # grid points of fn on the range
+
+
 def _sine_problem(static):
-    x, y = data.function_1d(key(0), 256, grid=True)
-    net = nets.mlp([static["width"], 1], activation="tanh")
+    x, y = data.function_1d(key(0), SINE_N, fn=SINE_FN, low=SINE_RANGE[0], high=SINE_RANGE[1], grid=True)
+    net = nets.mlp([static["width"], 1], activation=SINE_ACTIVATION)
     return Problem(init_params=lambda k: net.init(k, (-1, 1))[1], loss=lambda p, xb, yb, k: losses.mse(net.apply(p, xb), yb),
                    x=np.asarray(x), y=np.asarray(y))
 
 
 WIDTH_STUDY = Study("claims_width_sine", _sine_problem, lambda c: optim.adam(c["learning_rate"]),
                     hyperparameters={"learning_rate": 0.01}, static={"batch_size": 256, "width": 8},
-                    description={"data": "sin(x) on 256 grid points in [-pi, pi]", "net": "mlp 1-width-1 tanh"})
+                    description=common.describe(data=data.function_1d, examples=SINE_N, fn=SINE_FN, range=SINE_RANGE, grid=True,
+                                                net=nets.mlp, sizes=(1, "width", 1), activation=SINE_ACTIVATION,
+                                                loss=losses.mse))
 WIDTHS = (1, 2, 4, 8, 32)
 
 

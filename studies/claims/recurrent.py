@@ -14,6 +14,7 @@ from lab import init as initializers
 from lab import losses, nets, optim, plotting
 from lab.sweep import Problem, Study, SweepSpec, run_keys, run_sweep
 from studies.claims.base import FAILS, HOLDS, Claim, Verdict
+from studies import common
 from studies.claims._common import key
 
 # --- RNN gradients against sequence length --------------------------------------------------------
@@ -121,14 +122,21 @@ def plot_rnn_length(m):
 # blow-ups (Pascanu et al. 2013).
 
 CLIP_T, CLIP_N, CLIP_LRS = 40, 256, (0.01, 0.1)
+CLIP_SEED, CLIP_TARGET_SCALE = 1, 3.0                          # the sequences' generator; target = scale x mean
+CLIP_HIDDEN, CLIP_ACTIVATION, CLIP_GAIN, CLIP_NORM = 32, "tanh", 2.0, 1.0   # W_h = gain x orthogonal; clip to norm
+
+
+def _clip_data():
+    """``CLIP_N`` sequences of ``CLIP_T`` standard normal scalars and the target ``CLIP_TARGET_SCALE x`` their mean."""
+    x = np.random.RandomState(CLIP_SEED).standard_normal((CLIP_N, CLIP_T, 1))
+    return x, CLIP_TARGET_SCALE * x.mean(axis=1)
 
 
 def _clip_problem(static):
-    rng = np.random.RandomState(1)
     dtype = jnp.result_type(float)
-    x = rng.standard_normal((CLIP_N, CLIP_T, 1))
-    y = 3.0 * x.mean(axis=1)
-    net = nets.serial(nets.SimpleRNN(32, u_init=initializers.orthogonal(2.0)), nets.Dense(1))
+    x, y = _clip_data()
+    rnn = nets.SimpleRNN(CLIP_HIDDEN, activation=CLIP_ACTIVATION, u_init=initializers.orthogonal(CLIP_GAIN))
+    net = nets.serial(rnn, nets.Dense(1))
     mse = lambda p, xb, yb: losses.mse(net.apply(p, xb), yb)
     return Problem(init_params=lambda k: net.init(k, (-1, CLIP_T, 1), dtype=dtype)[1], loss=lambda p, xb, yb, k: mse(p, xb, yb),
                    x=x.astype(dtype), y=y.astype(dtype), evaluate=lambda p, xe, ye: {"loss": mse(p, xe, ye)})
@@ -143,13 +151,16 @@ def _initial_loss(problem, seeds) -> float:
 
 def _clip_optimizer(c):
     sgd = optim.sgd(c["learning_rate"])
-    return optim.chain(optim.clip_by_global_norm(1.0), sgd) if c["clip"] else sgd
+    return optim.chain(optim.clip_by_global_norm(CLIP_NORM), sgd) if c["clip"] else sgd
 
 
 CLIP_STUDY = Study("claims_rnn_clipping", _clip_problem, _clip_optimizer, hyperparameters={"learning_rate": 0.1},
                    static={"batch_size": 32, "clip": False},
-                   description={"data": f"{CLIP_N} sequences of {CLIP_T} N(0,1) scalars, target 3 x mean", "loss": "mse",
-                                "net": "SimpleRNN(32, tanh, W_h = 2 x orthogonal) + Dense(1)", "clip": "global norm 1"})
+                   description=common.describe(data=_clip_data, seed=CLIP_SEED, examples=CLIP_N, length=CLIP_T,
+                                               target_scale=CLIP_TARGET_SCALE, loss=losses.mse, net=nets.SimpleRNN,
+                                               hidden=CLIP_HIDDEN, activation=CLIP_ACTIVATION,
+                                               recurrent_init=initializers.orthogonal, recurrent_gain=CLIP_GAIN,
+                                               readout=nets.Dense, clip=optim.clip_by_global_norm, clip_norm=CLIP_NORM))
 
 
 def run_clipping_rnn(config, store) -> dict:

@@ -12,7 +12,9 @@ from lab import init as initializers
 from lab import losses, nets, optim, plotting
 from lab.sweep import Study, SweepSpec, run_sweep
 from studies.claims.base import CAVEAT, FAILS, HOLDS, Claim, Verdict
-from studies.claims._common import ce, dense_grad_norms, digits_subset, key, small_digits
+from studies import common
+from studies.claims._common import (DIGIT_FEATURES, SMALL_TEST, SMALL_TRAIN, ce, dense_grad_norms, digits_facts,
+                                   digits_subset, key, small_digits)
 
 # --- dropout keeps the expectation, in both conventions ----------------------------------------
 
@@ -51,13 +53,17 @@ def plot_dropout_expectation(m):
 
 # --- dropout, L2 and epochs on a small data set, one sweep -------------------------------------
 
+REG_SIZES, REG_ACTIVATION = (128, 128, common.DIGITS_CLASSES), "relu"   # nets.mlp's Dense widths
+REG_DROPOUT, REG_L2 = 0.5, 1e-2            # the "dropout" arm's rate on the hidden units, the "l2" arm's coefficient
+
+
 def _small_digits(static):
     reg = static["reg"]
-    net = nets.mlp([128, 128, 10], activation="relu", dropout=0.5 if reg == "dropout" else None)
+    net = nets.mlp(REG_SIZES, activation=REG_ACTIVATION, dropout=REG_DROPOUT if reg == "dropout" else None)
 
     def loss(params, xb, yb, k):
         value = losses.softmax_cross_entropy_with_integer_labels(net.apply(params, xb, key=k, train=True), yb)
-        return value + (losses.l2_penalty(params, 1e-2) if reg == "l2" else 0.0)
+        return value + (losses.l2_penalty(params, REG_L2) if reg == "l2" else 0.0)
 
     def evaluate(params, xe, ye, x, y):
         test = net.apply(params, xe)
@@ -70,8 +76,9 @@ def _small_digits(static):
 
 REG_STUDY = Study("claims_regularisation", _small_digits, lambda c: optim.adam(c["learning_rate"]),
                   hyperparameters={"learning_rate": 1e-3}, static={"batch_size": 32, "reg": "none"},
-                  description={"data": "digits: 128 train, 256 test", "net": "mlp 64-128-128-10 relu",
-                               "reg": "none | dropout 0.5 | l2 1e-2"})
+                  description=digits_facts(SMALL_TRAIN, SMALL_TEST, net=common.mlp_name((DIGIT_FEATURES, *REG_SIZES), REG_ACTIVATION),
+                                           problem=_small_digits, dropout=REG_DROPOUT, l2=REG_L2, penalty=losses.l2_penalty,
+                                           loss=losses.softmax_cross_entropy_with_integer_labels))
 REGS = ("none", "dropout", "l2")
 
 
