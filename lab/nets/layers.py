@@ -21,23 +21,32 @@ Array = jax.Array
 InitSpec = str | Callable[..., Array]
 
 
+def dense_init(name: str, out: int, w_init: InitSpec, b_init: InitSpec, use_bias: bool) -> Callable:
+    """The ``init`` of a dense layer named ``name``: in_shape (..., in) -> (..., out), params
+    ``{'w': (in, out), 'b': (out,)}`` (no ``'b'`` without ``use_bias``), ``w`` and ``b`` from
+    two subkeys of ``key``."""
+    w_fn, b_fn = initializers.resolve(w_init), initializers.resolve(b_init)
+
+    def init(key, in_shape, *, dtype=jnp.float32):
+        in_shape = tuple(in_shape)
+        if len(in_shape) < 1:
+            raise ValueError(f"{name}: expected an in_shape (..., features), got {in_shape}")
+        kw, kb = jax.random.split(key)
+        params = {"w": w_fn(kw, (in_shape[-1], out), dtype)}
+        if use_bias:
+            params["b"] = b_fn(kb, (out,), dtype)
+        return in_shape[:-1] + (out,), params
+
+    return init
+
+
 def Dense(out: int, w_init: InitSpec = "glorot_normal", b_init: InitSpec = "zeros",
           use_bias: bool = True) -> Layer:
     """Fully connected layer z = x W + b on the last axis.
 
     in_shape (..., in) -> out_shape (..., out).  Params ``{'w': (in, out), 'b': (out,)}``
     (no ``'b'`` when ``use_bias=False``): in * out + out scalars."""
-    w_fn, b_fn = initializers.resolve(w_init), initializers.resolve(b_init)
-
-    def init(key, in_shape, *, dtype=jnp.float32):
-        in_shape = tuple(in_shape)
-        if len(in_shape) < 1:
-            raise ValueError(f"Dense: expected an in_shape (..., features), got {in_shape}")
-        kw, kb = jax.random.split(key)
-        params = {"w": w_fn(kw, (in_shape[-1], out), dtype)}
-        if use_bias:
-            params["b"] = b_fn(kb, (out,), dtype)
-        return in_shape[:-1] + (out,), params
+    init = dense_init("Dense", out, w_init, b_init, use_bias)
 
     def apply(params, x, *, key=None, train=False):
         check_features("Dense", x.shape, params["w"].shape[0])

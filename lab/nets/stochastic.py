@@ -16,9 +16,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from lab import init as initializers
 from lab.nets.core import Layer, add_bias, check_features, need_key, stateless
-from lab.nets.layers import InitSpec
+from lab.nets.layers import InitSpec, dense_init
 
 
 def _keep_probability(name: str, rate: float) -> float:
@@ -59,17 +58,7 @@ def DropConnect(out: int, rate: float, w_init: InitSpec = "glorot_normal",
     Test: the expected weights, y = x (p W) + b.  The bias is never dropped.
     Params as for ``Dense``: ``{'w': (in, out), 'b': (out,)}``."""
     keep = _keep_probability("DropConnect", rate)
-    w_fn, b_fn = initializers.resolve(w_init), initializers.resolve(b_init)
-
-    def init(key, in_shape, *, dtype=jnp.float32):
-        in_shape = tuple(in_shape)
-        if len(in_shape) < 1:
-            raise ValueError(f"DropConnect: expected an in_shape (..., features), got {in_shape}")
-        kw, kb = jax.random.split(key)
-        params = {"w": w_fn(kw, (in_shape[-1], out), dtype)}
-        if use_bias:
-            params["b"] = b_fn(kb, (out,), dtype)
-        return in_shape[:-1] + (out,), params
+    init = dense_init("DropConnect", out, w_init, b_init, use_bias)
 
     def apply(params, x, *, key=None, train=False):
         w = params["w"]
