@@ -229,3 +229,15 @@ def test_only_the_store_touches_its_connection(tree):
                  if path != STORE for line in private_connection_uses(path)]
     assert not offenders, ("a Store's private ._conn is used outside lab/store.py (use its "
                            "public methods):\n" + "\n".join(offenders))
+
+
+def test_figure_functions_draw_one_figure_each():
+    # a plot function of 100+ lines drew several figures at once; now one function per figure
+    long = []
+    for path in module_files().values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and ("plot" in node.name or "figure" in node.name):
+                size = node.end_lineno - node.lineno + 1
+                if size >= 100:
+                    long.append(f"{relative(path)}:{node.lineno} {node.name}: {size} lines")
+    assert not long, "plot functions of 100 lines or more:\n  " + "\n  ".join(long)
