@@ -275,7 +275,7 @@ def _plot(args) -> int:
     module = _import(name)
     _use_compilation_cache(args.db)
     sizes = [True, False] if args.quick is None else [args.quick]   # no size given: what is stored
-    loaded, missing = [], []
+    loaded, missing, stale = [], [], []
     for quick in sizes:
         config = make_config(module, quick=quick, settings=args.set)
         try:
@@ -285,10 +285,14 @@ def _plot(args) -> int:
             missing.append((quick, err.args[0] if err.args else str(err)))
             continue
         except ValueError as err:   # stored, but no longer what the code computes
-            print(f"lab: error: study {name} ({'quick' if quick else 'full'}): {err}", file=sys.stderr)
-            return 1
+            stale.append(f"study {name} ({'quick' if quick else 'full'}): {err}")
+            continue
         newest = max((r.timings.get("ended") or 0.0 for r in served), default=0.0)
         loaded.append((newest, not quick, quick, results))
+    for line in stale:
+        print(f"lab: {'error' if not loaded else 'note'}: {line}", file=sys.stderr)
+    if stale and not loaded:
+        return 1
     if not loaded:
         settings = "".join(f" --set {s}" for s in args.set)
         commands = " or ".join(f"`lab run {name} {'--quick' if q else '--full'}{settings}`" for q in sizes)

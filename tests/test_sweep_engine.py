@@ -252,7 +252,7 @@ def test_a_sweep_begun_under_another_program_is_not_resumed(tmp_path):
         (row,) = db.list_sweeps()
         recorded = db.execution(row["id"])
     assert list(recorded["programs"]) == ["0"] and len(recorded["programs"]["0"]) == 64   # one group, a sha256
-    assert sorted(recorded["identities"]["0"]) == ["data", "device", "jaxlib", "program", "xla_flags"]
+    assert sorted(recorded["identities"]["0"]) == ["blocks", "data", "device", "jaxlib", "program", "xla_flags"]
 
     def tamper(change):
         with sqlite3.connect(path) as conn:

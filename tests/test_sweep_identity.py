@@ -86,3 +86,46 @@ def test_fetch_finds_nothing_without_computing_or_creating_a_file(tmp_path):
     assert not (tmp_path / "none.sqlite").exists()
     with pytest.raises(LookupError, match="is not in"):
         fetch_sweep(spec(study(8)), store=":memory:")
+
+
+def two_groups(s: Study, chunk_steps: int = 20) -> SweepSpec:
+    return SweepSpec(s, {"batch_size": [16, 8], "learning_rate": [0.05, 0.2]}, seeds=1, steps=20, eval_every=10,
+                     runs_per_device=2, chunk_steps=chunk_steps)
+
+
+def _stop_after_the_first_group(path, s: Study, chunk_steps: int = 20):
+    def stop(info):
+        if info["group"] == 0 and info["step"] == 20:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(two_groups(s, chunk_steps), store=path, progress=False, on_chunk=stop)
+
+
+def test_a_resume_does_not_join_a_finished_group_to_a_changed_program(tmp_path):
+    path = tmp_path / "lab.sqlite"
+    _stop_after_the_first_group(path, study(8))          # group 0 done, group 1 not begun
+    with pytest.raises(ValueError, match=r"static group \{'batch_size': 16\} would now compute something else: "
+                                         r"the lowered program"):
+        run_sweep(two_groups(study(16)), store=path, progress=False)
+    resumed = run_sweep(two_groups(study(8)), store=path, progress=False)   # the same code resumes
+    assert resumed.status == "done"
+    whole = run_sweep(two_groups(study(8)), store=":memory:", progress=False)
+    np.testing.assert_array_equal(resumed.curves["train_loss"], whole.curves["train_loss"])
+
+
+def test_a_sweep_resumed_in_other_chunks_is_served_afterwards(tmp_path):
+    path = tmp_path / "lab.sqlite"
+    _stop_after_the_first_group(path, study(8), chunk_steps=20)
+    done = run_sweep(two_groups(study(8), chunk_steps=10), store=path, progress=False)   # group 1 in chunks of 10
+    for chunk in (10, 20):
+        assert fetch_sweep(two_groups(study(8), chunk), store=path).sweep_id == done.sweep_id
+
+
+def test_a_part_is_checked_only_for_the_groups_its_process_computed(tmp_path):
+    # batch 0 (group 0) is process 0's, batch 1 (group 1) process 1's: process 1's finished part
+    # has no record of group 0, and running process 1 again must wait for the merge, not refuse
+    path = tmp_path / "lab.sqlite"
+    small = SweepSpec(study(8), {"batch_size": [16, 8]}, seeds=2, steps=20, eval_every=10, runs_per_device=2)
+    for _ in range(2):
+        with pytest.raises(TimeoutError, match="no merged sweep"):
+            run_sweep(small, store=path, progress=False, process=(1, 2), wait_seconds=0)

@@ -89,7 +89,8 @@ class SweepRun:
     def lowering(self, group, per_device: dict, platform: str | None = None,
                  chunk_steps: int | None = None) -> prog.Lowering:
         """``group``'s program lowered for the first device (on ``platform``'s form of the
-        divergence freeze, default the device's own), made once per run."""
+        divergence freeze, default the device's own), made once per run (until
+        :meth:`release`)."""
         args = self.program_args(group, per_device, chunk_steps)
         key = (group.index, args["runs_per_dev"], args["blocks"], platform)
         if key not in self._lowered:
@@ -97,6 +98,11 @@ class SweepRun:
                                                   group.static, self.plan.dynamic, device=self.devices[0],
                                                   platform=platform, **args)
         return self._lowered[key]
+
+    def release(self, group) -> None:
+        """Drop ``group``'s lowerings (its program is compiled; the modules are large)."""
+        for key in [k for k in self._lowered if k[0] == group.index]:
+            del self._lowered[key]
 
     def choose_runs_per_device(self) -> dict:
         """Runs per device for each group (a JSON object keyed by group index)."""
@@ -133,29 +139,47 @@ class SweepRun:
 
     # ---------------------------------------------------------------- stored sweeps
 
-    def check_finished(self, found: dict) -> None:
+    def check_finished(self, found: dict, db=None) -> None:
         """Refuse the finished sweep ``found`` (``Store.find_sweep``) unless each group's
         program and data are the ones it was computed with (on the platform it ran on, in
-        the chunks it ran in: neither changes a number, but both change the program)."""
-        recorded = found["execution"].get("identities") or {}
-        per_device, chunk_steps = found["execution"]["runs_per_device"], found["execution"]["chunk_steps"]
+        the chunks it ran in: neither changes a number, but both change the program).  In
+        one process's part of a shared sweep (``db`` given) only the groups it computed."""
+        execution = found["execution"]
+        computed = None
+        if "process" in execution and db is not None:
+            index, count = execution["process"]
+            computed = {v[0] for b, v in db.batches(found["id"]).items() if b % count == index}
         for group, _ in self.groups:
-            stored = recorded.get(str(group.index))
-            if stored is None:
-                self._refuse(found, group, "was stored before the lab recorded what each sweep computed (its "
-                                           "program and data), so it cannot be told apart from a stale result",
-                             finished=True)
-            lowering = self.lowering(group, per_device, stored["device"].split()[0], chunk_steps)
-            changed = [k for k in ("program", "data") if stored.get(k) != lowering.identity[k]]
-            if changed:
-                self._refuse(found, group, f"would now compute something else: {_changes(changed, stored, lowering.identity)}",
-                             finished=True)
+            if computed is None or group.index in computed:
+                self._check_computed(found, group, finished=True)
+
+    def _check_computed(self, found: dict, group, finished: bool) -> None:
+        """Refuse ``found`` unless ``group``'s stored numbers are what its program and data
+        would compute now (lowered as it was run: the chunk's blocks, the platform)."""
+        execution = found["execution"]
+        stored = (execution.get("identities") or {}).get(str(group.index))
+        if stored is None:
+            self._refuse(found, group, "was stored before the lab recorded what each sweep computed (its "
+                                       "program and data), so it cannot be told apart from a stale result",
+                         finished=finished)
+        every = self.spec.eval_every
+        chunk_steps = stored["blocks"] * every if "blocks" in stored else execution["chunk_steps"]
+        platform = stored["device"].split()[0]
+        lowering = self.lowering(group, execution["runs_per_device"], platform, chunk_steps)
+        changed = [k for k in ("program", "data") if stored.get(k) != lowering.identity[k]]
+        if changed:
+            why = f"would now compute something else: {_changes(changed, stored, lowering.identity)}"
+            if platform != self.devices[0].platform:
+                why += (f" (it was computed on {stored['device']!r} and is lowered here for "
+                        f"{self.devices[0].platform!r}, whose programs can differ; Store.load(id) reads it as stored)")
+            self._refuse(found, group, why, finished=finished)
 
     def check_resumable(self, db, found: dict) -> None:
         """Refuse, before any compute, to continue a static group that has begun (a batch
         finished or checkpointed) under another identity than the one it would run under
         now: its later steps would round differently (or compute something else), so the
-        result would equal no uninterrupted run."""
+        result would equal no uninterrupted run.  A group already done is refused, as a
+        finished sweep is, when its program or data would now differ."""
         execution = found["execution"]
         recorded, legacy = execution.get("identities") or {}, execution.get("programs")
         per_device = execution["runs_per_device"]
@@ -163,6 +187,10 @@ class SweepRun:
         for group, _ in self.groups:
             mine = [b for b, v in batches.items() if v[0] == group.index]
             pending = [b for b in mine if not batches[b][2] and self.owns(b)]
+            if not pending and str(group.index) in recorded and any(batches[b][2] and self.owns(b) for b in mine):
+                # done here already: its numbers join the result only if still what the code computes
+                self._check_computed(found, group, finished=False)
+                continue
             if not pending or not any(batches[b][2] or b in checkpointed for b in mine):
                 continue
             now = self.lowering(group, per_device)

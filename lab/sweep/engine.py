@@ -94,7 +94,7 @@ def fetch_sweep(spec: SweepSpec, *, store: Store | str | Path | None = None, dev
         if found is None or found["status"] != "done":
             state = "is not" if found is None else f"is {found['status']}, not finished,"
             raise LookupError(f"the sweep of study {run.plan.study!r} with this config {state} in {db.path}")
-        run.check_finished(found)
+        run.check_finished(found, db)
         return db.load(found["id"])
     finally:
         if not isinstance(store, Store):
@@ -107,7 +107,7 @@ def _run_here(run: SweepRun, db: Store, rerun: bool) -> SweepResult:
     plan = run.plan
     found = None if rerun else db.find_sweep(plan.fingerprint)
     if found is not None and found["status"] == "done":
-        run.check_finished(found)
+        run.check_finished(found, db)
         return db.load(found["id"])
     if found is None:
         per_device = run.choose_runs_per_device()
@@ -178,7 +178,9 @@ def _execute(run: SweepRun, db: Store, sweep_id: int, per_device: dict) -> None:
             program = prog.build_program(lowering, devices=run.devices[:min(len(run.devices), len(mine))])
             compile_seconds += program.compile_seconds
             _check_checkpoints(program, [(b, starts[b][1]) for _, b in mine])
-            _record_program(db, sweep_id, group.index, program.identity, lowering.identity)
+            _record_program(db, sweep_id, group.index, program.identity,
+                            dict(lowering.identity, blocks=run.program_args(group, per_device)["blocks"]))
+            run.release(group)
             data = [jax.device_put(prog.problem_data(problem), d) for d in program.devices]
             windows = _Windows(int(np.shape(problem.x)[0]), *program.schedule_shape[1:])
             t = time.perf_counter()
@@ -205,8 +207,9 @@ def _execute(run: SweepRun, db: Store, sweep_id: int, per_device: dict) -> None:
 
 
 def _record_program(db: Store, sweep_id: int, group: int, identity: str, record: dict) -> None:
-    """Note the program a group runs under, as one hash and part by part (a group that has
-    begun was checked, before it resumed, to run under the one it began with)."""
+    """Note the program a group runs under, as one hash and part by part with the blocks per
+    call it was lowered with (a group that has begun was checked, before it resumed, to run
+    under the one it began with)."""
     execution = db.execution(sweep_id)
     programs, identities = execution.setdefault("programs", {}), execution.setdefault("identities", {})
     if programs.get(str(group)) != identity or identities.get(str(group)) != record:

@@ -60,7 +60,7 @@ def run_in_parts(run: SweepRun, store, index: int, count: int, rerun: bool, wait
     path, fingerprint = Path(DEFAULT_PATH if store is None else store), run.plan.fingerprint
     if not rerun and (found := _done_sweep(path, fingerprint)) is not None:
         with Store(path) as db:
-            run.check_finished(found)
+            run.check_finished(found, db)
             return db.load(found["id"])
     with Store(part_path(path, index, count)) as part:
         run_here(run, part, rerun)

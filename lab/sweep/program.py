@@ -266,7 +266,10 @@ def lower_group(problem: Problem, make_optimizer, static: dict, dynamic: tuple, 
     keys = set(first.out_info[1])
     metrics = (tuple(TRAIN_METRICS) + tuple(sorted(k for k in keys if k.startswith("eval_")))
                + (("sharpness",) if "sharpness" in keys else ()))
-    return Lowering(lower, first, text, metrics, identity_record(text, problem_data(problem), device),
+    # the host-side mini-batch order is not in the program: its first two epochs (seed 0) count as data
+    n, batch = int(np.shape(problem.x)[0]), int(static["batch_size"])
+    order = batch_schedule(0, n, batch, 0, min(steps, 2 * (n // batch)))
+    return Lowering(lower, first, text, metrics, identity_record(text, problem_data(problem) + (order,), device),
                     state_shapes, schedule_shape)
 
 
@@ -344,7 +347,8 @@ def data_hash(arrays) -> str:
 def identity_record(lowered_text: str, data, device) -> dict:
     """What fixes a group's numbers, part by part, so that a mismatch can be named:
     ``program`` (sha256 of the lowered text: the study's model, loss, optimizer, initial
-    parameters and shapes), ``data`` (:func:`data_hash` of ``(x, y, eval_x, eval_y)``),
+    parameters and shapes), ``data`` (:func:`data_hash` of ``data``: ``(x, y, eval_x,
+    eval_y)`` and the first mini-batch indices, which the host computes),
     ``jaxlib``, ``xla_flags`` and ``device`` (platform and kind).  A finished sweep is served
     again only while its program and data are the same; an unfinished one resumes only
     while all five are (:mod:`lab.sweep.engine`)."""
