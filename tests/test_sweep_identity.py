@@ -129,3 +129,18 @@ def test_a_part_is_checked_only_for_the_groups_its_process_computed(tmp_path):
     for _ in range(2):
         with pytest.raises(TimeoutError, match="no merged sweep"):
             run_sweep(small, store=path, progress=False, process=(1, 2), wait_seconds=0)
+
+
+def test_a_part_left_by_older_code_is_not_merged(tmp_path):
+    # process 1's part was computed by the old code; process 0, rerun under new code, finds
+    # it finished before process 1 has begun its new part: merging it would serve stale numbers
+    path = tmp_path / "lab.sqlite"
+
+    def small(s):
+        return SweepSpec(s, {"batch_size": [16, 8]}, seeds=2, steps=20, eval_every=10, runs_per_device=2)
+
+    with pytest.raises(TimeoutError):
+        run_sweep(small(study(8)), store=path, progress=False, process=(1, 2), wait_seconds=0)
+    with pytest.raises(ValueError, match=r"static group \{'batch_size': 8\} would now compute something else"):
+        run_sweep(small(study(16)), store=path, progress=False, process=(0, 2), rerun=True, wait_seconds=5)
+    assert not path.exists()                                   # nothing was merged

@@ -7,7 +7,8 @@ process 0 waits for every part to finish, copies each part's own batches into on
 sweep of the results database (:func:`merge_parts`) and every process returns the whole
 sweep from it.  The merged sweep equals a one-process run bit for bit.  Parts that cut
 runs into batches differently, or ran a static group under different programs, are not
-merged.
+merged, nor is a part whose groups' programs or data differ from what this code computes
+(one left by an earlier run, found before its process began the new one).
 """
 from __future__ import annotations
 
@@ -110,6 +111,8 @@ def merge_parts(run: SweepRun, path: Path, parts: dict, count: int) -> SweepResu
     sources = [Store(part_path(path, i, count)) for i in range(count)]
     try:
         executions = [src.find_sweep(plan.fingerprint)["execution"] for src in sources]
+        for i, (src, e) in enumerate(zip(sources, executions)):   # a part left by older code is not merged
+            run.check_finished({"id": parts[i], "status": "done", "execution": e}, src)
         per_device = executions[0]["runs_per_device"]
         if any(e["runs_per_device"] != per_device for e in executions):
             raise ValueError(f"the parts of the sweep cut runs into batches differently ({[e['runs_per_device'] for e in executions]}); "
