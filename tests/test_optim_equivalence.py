@@ -158,8 +158,19 @@ REFERENCES = {"heavy_ball": optax_heavy_ball, "rprop": textbook_rprop}  # else o
 STATE_VIEWS = {"rprop": rprop_state_view}  # reference state -> our layout; else identity
 
 
+def reference(name):
+    """The reference factory for ``name``: REFERENCES, else optax, else optax.contrib."""
+    if name in REFERENCES:
+        return REFERENCES[name]
+    factory = getattr(optax, name, None) or getattr(optax.contrib, name, None)
+    if factory is None:
+        raise LookupError(f"no reference for {name!r} in REFERENCES, optax or optax.contrib")
+    return factory
+
+
 def build(library, name, kwargs, params):
-    """The optimizer ``name`` from ``library`` (lab.optim or optax) with markers resolved.
+    """The optimizer ``name`` from ``library`` (lab.optim, or any module holding lab
+    optimizers, or optax, meaning :func:`reference`) with markers resolved.
 
     Both libraries get the same lab schedule: optax's own schedules compute in float32
     even under x64 (an int32 count divided by an int), so they cannot be compared at
@@ -172,7 +183,7 @@ def build(library, name, kwargs, params):
         return value
     kwargs = {k: resolve(v) if isinstance(v, str) else v for k, v in kwargs.items()}
     if library is optax:
-        return REFERENCES.get(name, getattr(optax, name, None))(**kwargs)
+        return reference(name)(**kwargs)
     return getattr(library, name)(**kwargs)
 
 
@@ -243,8 +254,9 @@ FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitter
 CASES = [("mixed", "float64"), ("mlp", "float64"), ("mlp", "float32")]
 
 
-def run_rows(rows):
-    """Run ``rows`` on every case in CASES, lab and reference side by side, in one scan
+def run_rows(rows, library=lo, cases=None):
+    """Run ``rows`` (the lab side built from ``library``) on every case in ``cases``
+    (default CASES), lab and reference side by side, in one scan
     of STEPS steps (one compiled program per optimizer keeps the suite fast).  Returns
     ``{"problem/dtype": [per row (lab params, lab state leaves, ref params, ref state
     leaves in our layout)]}`` with every leaf stacked over the steps.
@@ -258,9 +270,9 @@ def run_rows(rows):
     """
     view = STATE_VIEWS.get(rows[0][0], lambda state: state)
     setups = {}
-    for problem, dtype in CASES:
+    for problem, dtype in (CASES if cases is None else cases):
         params0, grad_fn = PROBLEMS[problem](jnp.dtype(dtype))
-        ours = [build(lo, name, kwargs, params0) for name, kwargs in rows]
+        ours = [build(library, name, kwargs, params0) for name, kwargs in rows]
         with jax.numpy_dtype_promotion("standard"):
             refs = [build(optax, name, kwargs, params0) for name, kwargs in rows]
         forced = problem == "mlp" and dtype == "float32"
