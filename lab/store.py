@@ -18,13 +18,16 @@ that the checkpoint rewritten every chunk spans few pages).  It holds these tabl
   chunk, as npz bytes, so an interrupted sweep resumes exactly;
 * ``params``: for sweeps that keep them (``SweepSpec(keep_params=True)``), each finished
   run's parameters after its last step, as npz bytes (a database made before this table
-  existed gets it the first time such a sweep commits).
+  existed gets it the first time such a sweep commits);
+* ``owners``: the process computing each unfinished sweep (:meth:`Store.claim`), so the
+  same sweep started twice is computed once; a dead owner's sweep is taken over.
 
 Every write is one transaction (one per chunk during a sweep), so a sweep killed at any
 moment leaves the database at its last committed chunk.  Arrays are stored as raw
 little-endian bytes or npz, read back with ``allow_pickle=False``: no pickle anywhere.
-Opening never overwrites a file that is not a results database of this schema: a
-foreign, corrupt or newer file raises :class:`StoreError` and stays as it was.
+Opening and the file's failures are :mod:`lab.database`'s: a foreign, corrupt, locked
+or newer file raises :class:`StoreError` and stays as it was; reading
+(``Store(path, readonly=True)``, :func:`load_sweep`) never writes.
 
 Reading back: :func:`load_sweep` returns a :class:`lab.results.SweepResult` (also
 importable from here) whose arrays are indexed by the grid axes (as written in the spec,
@@ -34,9 +37,12 @@ that is its job; it never prints.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import json
 import math
+import os
+import secrets
 import sqlite3
 import time
 from pathlib import Path
@@ -44,77 +50,12 @@ from typing import Iterable
 
 import numpy as np
 
+from lab import database
+from lab.database import (APPLICATION_ID, OWNERS_TABLE, PAGE_SIZE, PARAMS_TABLE,  # noqa: F401
+                          SCHEMA_VERSION, SQLITE_HEADER, StoreError, SweepBusy)
 from lab.results import SweepResult
 
 DEFAULT_PATH = Path("results") / "lab.sqlite"
-SCHEMA_VERSION = 1
-APPLICATION_ID = 0x4C414253  # "LABS"
-SQLITE_HEADER = b"SQLite format 3\x00"
-
-SCHEMA = """
-CREATE TABLE sweeps (
-    id INTEGER PRIMARY KEY,
-    study TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,        -- sha256 of the canonical config JSON
-    config TEXT NOT NULL,             -- JSON: grid, seeds, steps, defaults, description
-    execution TEXT NOT NULL,          -- JSON: runs per device, chunk steps, devices
-    code_version TEXT NOT NULL,
-    git_hash TEXT,                    -- commit, with "+dirty" when the tree had changes
-    jax_version TEXT NOT NULL,
-    jaxlib_version TEXT NOT NULL,
-    optax_version TEXT NOT NULL,
-    device_kind TEXT NOT NULL,
-    environment TEXT NOT NULL,        -- JSON: PRNG implementation, XLA flags, x64, python, numpy
-    metrics TEXT NOT NULL,            -- JSON list of metric names
-    started REAL NOT NULL,            -- unix time
-    ended REAL,
-    status TEXT NOT NULL CHECK (status IN ('running', 'done', 'interrupted', 'failed')),
-    compile_seconds REAL NOT NULL DEFAULT 0,
-    run_seconds REAL NOT NULL DEFAULT 0
-);
-CREATE INDEX sweeps_by_fingerprint ON sweeps (fingerprint);
-CREATE TABLE runs (
-    sweep_id INTEGER NOT NULL REFERENCES sweeps (id),
-    run_index INTEGER NOT NULL,       -- row-major position over the grid axes, seed last
-    group_index INTEGER NOT NULL,     -- static group (one compiled program)
-    batch_index INTEGER NOT NULL,     -- the runs one device computes together
-    config TEXT NOT NULL,             -- JSON: every knob of this run
-    seed INTEGER NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('pending', 'done', 'diverged')),
-    diverged_step INTEGER,
-    steps_done INTEGER NOT NULL DEFAULT 0,
-    final_metrics TEXT,               -- JSON: metric -> value at the last evaluation before divergence
-    PRIMARY KEY (sweep_id, run_index)
-);
-CREATE INDEX runs_by_batch ON runs (sweep_id, batch_index);
-CREATE TABLE curves (
-    sweep_id INTEGER NOT NULL REFERENCES sweeps (id),
-    run_index INTEGER NOT NULL,
-    metric TEXT NOT NULL,
-    first_eval INTEGER NOT NULL,      -- index of this segment's first evaluation
-    data BLOB NOT NULL,               -- float64, little-endian
-    PRIMARY KEY (sweep_id, run_index, metric, first_eval)
-);
-CREATE TABLE checkpoints (
-    sweep_id INTEGER NOT NULL REFERENCES sweeps (id),
-    batch_index INTEGER NOT NULL,
-    step INTEGER NOT NULL,            -- steps done by every run of the batch
-    state BLOB NOT NULL,              -- npz of the state's leaves (real runs only)
-    PRIMARY KEY (sweep_id, batch_index)
-);
-"""
-PARAMS_TABLE = """
-CREATE TABLE IF NOT EXISTS params (
-    sweep_id INTEGER NOT NULL REFERENCES sweeps (id),
-    run_index INTEGER NOT NULL,
-    data BLOB NOT NULL,               -- npz of the run's parameter leaves after its last step
-    PRIMARY KEY (sweep_id, run_index)
-);
-"""
-
-
-class StoreError(Exception):
-    """The results database cannot be used: not writable, foreign, corrupt or of another schema."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,9 +70,6 @@ class BatchUpdate:
     finished: bool
     checkpoint: list | None = None  # the state's leaves for the n runs, when not finished
     params: list | None = None      # the parameters' leaves for the n runs, when finished and kept
-
-
-PAGE_SIZE = 32768   # bytes per database page, set when a database is created
 
 
 # --------------------------------------------------------------------------- array bytes
@@ -159,13 +97,31 @@ def _json_finite(value: float):
 # --------------------------------------------------------------------------- the store
 
 
+def _translated(method):
+    """Report an SQLite error inside a Store method as a StoreError naming the path."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as err:
+            raise database.failure(self.path, err, method.__name__.strip("_").replace("_", " ")) from None
+    return wrapper
+
+
 class Store:
     """An open results database.  ``Store(path)`` checks (or creates) the file at once, so
-    a bad path fails before any compute.  Use as a context manager or call :meth:`close`."""
+    a bad path fails before any compute; ``Store(path, readonly=True)`` only reads and
+    never changes the file.  Use as a context manager or call :meth:`close`.  Every
+    failure of the file (corrupt, locked, full, not writable) is a :class:`StoreError`
+    naming the path."""
 
-    def __init__(self, path: str | Path = DEFAULT_PATH):
+    def __init__(self, path: str | Path = DEFAULT_PATH, *, readonly: bool = False):
         self.path = path if str(path) == ":memory:" else Path(path)
-        self._conn = _connect(self.path)
+        self.readonly = readonly
+        self._conn = database.connect(self.path, readonly=readonly)
+        self._token = secrets.token_hex(8)
+        self._owned: set[int] = set()
+        database.LIVE_TOKENS.add(self._token)
 
     def __enter__(self):
         return self
@@ -174,24 +130,82 @@ class Store:
         self.close()
 
     def close(self) -> None:
+        database.LIVE_TOKENS.discard(self._token)   # a claim not released (after an error) is now dead
         self._conn.close()
 
     def _transaction(self):
-        return _Transaction(self._conn)
+        if self.readonly:
+            raise StoreError(f"results database {self.path} was opened read-only")
+        return database.Transaction(self._conn, self.path)
+
+    # ---------------------------------------------------------------- owners
+
+    @_translated
+    def claim(self, sweep_id: int) -> None:
+        """Mark sweep ``sweep_id`` as computed by this process; raises :class:`SweepBusy` when
+        another live process holds it (a dead owner's claim is taken over)."""
+        with self._transaction() as c:
+            self._claim(c, sweep_id)
+
+    def _claim(self, c, sweep_id: int) -> None:
+        c.execute(OWNERS_TABLE)
+        row = c.execute("SELECT host, pid, token, heartbeat FROM owners WHERE sweep_id = ?", (sweep_id,)).fetchone()
+        if row is not None and row[2] != self._token and database.owner_alive(row[0], row[1], row[3], row[2]):
+            study = c.execute("SELECT study FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+            raise SweepBusy(
+                f"sweep {sweep_id} (study {study[0] if study else '?'}) in {self.path} is being computed by "
+                f"process {row[1]} on {row[0]} (last heard from {time.time() - row[3]:.0f} s ago); wait for it "
+                f"to finish (then the same command reads its results) or stop it and run again to resume")
+        c.execute("INSERT OR REPLACE INTO owners (sweep_id, host, pid, token, heartbeat) VALUES (?, ?, ?, ?, ?)",
+                  (sweep_id, database.this_host(), os.getpid(), self._token, time.time()))
+        self._owned.add(sweep_id)
+
+    @_translated
+    def release(self, sweep_id: int) -> None:
+        """Give up this process's claim on sweep ``sweep_id`` (a no-op without one)."""
+        if sweep_id in self._owned:
+            with self._transaction() as c:
+                c.execute("DELETE FROM owners WHERE sweep_id = ? AND token = ?", (sweep_id, self._token))
+            self._owned.discard(sweep_id)
+
+    @_translated
+    def owner(self, sweep_id: int) -> dict | None:
+        """``{host, pid, heartbeat, alive}`` of the process computing sweep ``sweep_id``, or None."""
+        if not _has_table(self._conn, "owners"):
+            return None
+        row = self._conn.execute("SELECT host, pid, heartbeat, token FROM owners WHERE sweep_id = ?",
+                                 (sweep_id,)).fetchone()
+        return None if row is None else {"host": row[0], "pid": row[1], "heartbeat": row[2],
+                                         "alive": database.owner_alive(*row)}
 
     # ---------------------------------------------------------------- sweeps
 
+    @_translated
     def find_sweep(self, fingerprint: str) -> dict | None:
         """The latest sweep with this fingerprint: ``{id, status, execution}``, or None."""
         row = self._conn.execute("SELECT id, status, execution FROM sweeps WHERE fingerprint = ? "
                                  "ORDER BY id DESC LIMIT 1", (fingerprint,)).fetchone()
         return None if row is None else {"id": row[0], "status": row[1], "execution": json.loads(row[2])}
 
+    @_translated
     def create_sweep(self, *, study: str, fingerprint: str, config: dict, execution: dict,
-                     environment: dict, metrics: Iterable[str], runs: Iterable[tuple]) -> int:
-        """Insert a sweep and its runs ``(run_index, group, batch, config, seed)``; returns its id."""
+                     environment: dict, metrics: Iterable[str], runs: Iterable[tuple],
+                     claim: bool = False, unless: int | None = -1) -> int:
+        """Insert a sweep and its runs ``(run_index, group, batch, config, seed)``; returns its id.
+
+        ``claim=True`` also claims it for this process (:meth:`claim`) in the same transaction.
+        ``unless`` is the id of the latest sweep with this fingerprint the caller saw (None for
+        none): if another process has since added a newer one, :class:`SweepBusy` is raised
+        and nothing is written (``-1``, the default, skips that check)."""
         env = dict(environment)
         with self._transaction() as c:
+            if unless != -1:
+                row = c.execute("SELECT id, status FROM sweeps WHERE fingerprint = ? ORDER BY id DESC LIMIT 1",
+                                (fingerprint,)).fetchone()
+                if row is not None and row[0] != unless:
+                    raise SweepBusy(f"another process started the same sweep of study {study!r} in {self.path} "
+                                    f"(sweep {row[0]}, {row[1]}) a moment ago; run the same command again to "
+                                    f"wait for its results or resume it")
             cursor = c.execute(
                 "INSERT INTO sweeps (study, fingerprint, config, execution, code_version, git_hash, "
                 "jax_version, jaxlib_version, optax_version, device_kind, environment, metrics, started, status) "
@@ -203,8 +217,11 @@ class Store:
             c.executemany("INSERT INTO runs (sweep_id, run_index, group_index, batch_index, config, seed, status) "
                           "VALUES (?, ?, ?, ?, ?, ?, 'pending')",
                           ((sweep_id, int(i), int(g), int(b), json.dumps(cfg), int(s)) for i, g, b, cfg, s in runs))
+            if claim:
+                self._claim(c, sweep_id)
         return sweep_id
 
+    @_translated
     def execution(self, sweep_id: int) -> dict:
         """How a sweep is being computed (JSON: runs per device, chunk steps, devices, programs)."""
         row = self._conn.execute("SELECT execution FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
@@ -212,15 +229,18 @@ class Store:
             raise StoreError(f"no sweep {sweep_id} in {self.path}")
         return json.loads(row[0])
 
+    @_translated
     def set_execution(self, sweep_id: int, execution: dict) -> None:
         with self._transaction() as c:
             c.execute("UPDATE sweeps SET execution = ? WHERE id = ?", (json.dumps(execution), sweep_id))
 
+    @_translated
     def checkpointed(self, sweep_id: int) -> set:
         """Indices of the batches with a saved checkpoint (part-way through)."""
         return {row[0] for row in self._conn.execute("SELECT batch_index FROM checkpoints WHERE sweep_id = ?",
                                                      (sweep_id,))}
 
+    @_translated
     def set_status(self, sweep_id: int, status: str, *, compile_seconds: float = 0.0,
                    run_seconds: float = 0.0) -> None:
         """Record a sweep's status; time spent is added to its totals; 'done' stamps the end."""
@@ -229,6 +249,7 @@ class Store:
                       "compile_seconds = compile_seconds + ?, run_seconds = run_seconds + ? WHERE id = ?",
                       (status, status, time.time(), compile_seconds, run_seconds, sweep_id))
 
+    @_translated
     def batches(self, sweep_id: int) -> dict:
         """``batch_index -> (group_index, run_indices, finished)`` for every batch of a sweep."""
         out: dict = {}
@@ -239,16 +260,21 @@ class Store:
             out[batch] = (g, runs + [run], done and status != "pending")
         return {b: (g, np.asarray(r, dtype=np.int64), done) for b, (g, r, done) in out.items()}
 
+    @_translated
     def checkpoint(self, sweep_id: int, batch_index: int) -> tuple[int, list] | None:
         """``(step, leaves)`` saved after the batch's last committed chunk, or None."""
         row = self._conn.execute("SELECT step, state FROM checkpoints WHERE sweep_id = ? AND batch_index = ?",
                                  (sweep_id, batch_index)).fetchone()
         return None if row is None else (row[0], _npz_arrays(row[1]))
 
+    @_translated
     def commit_chunk(self, sweep_id: int, updates: Iterable[BatchUpdate], every: int) -> None:
         """Write one chunk of one or more batches as a single transaction: curve segments,
         run progress and divergence, checkpoints, and final metrics of finished batches."""
         with self._transaction() as c:
+            if sweep_id in self._owned:   # the owner's heartbeat
+                c.execute("UPDATE owners SET heartbeat = ? WHERE sweep_id = ? AND token = ?",
+                          (time.time(), sweep_id, self._token))
             for u in updates:
                 runs = [int(r) for r in u.run_indices]
                 c.executemany(
@@ -282,6 +308,7 @@ class Store:
             c.execute("UPDATE runs SET final_metrics = ? WHERE sweep_id = ? AND run_index = ?",
                       (json.dumps(finals), sweep_id, r))
 
+    @_translated
     def copy_batches(self, sweep_id: int, source: "Store", source_id: int, batches: Iterable[int]) -> None:
         """Copy the finished ``batches`` of sweep ``source_id`` in ``source`` (another database
         holding the same sweep, e.g. one process's part of a multi-process sweep) into sweep
@@ -321,6 +348,7 @@ class Store:
 
     # ---------------------------------------------------------------- reading
 
+    @_translated
     def metric_names(self, sweep_id: int) -> list[str]:
         """The metric names sweep ``sweep_id`` records, in order."""
         row = self._conn.execute("SELECT metrics FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
@@ -328,6 +356,7 @@ class Store:
             raise KeyError(f"no sweep with id {sweep_id} in {self.path}")
         return json.loads(row[0])
 
+    @_translated
     def final_params(self, sweep_id: int, run_index: int) -> list | None:
         """The parameters of run ``run_index`` (canonical order: :meth:`SweepResult.index`)
         after its last step, frozen before the step where it diverged, as the leaves of the
@@ -341,6 +370,7 @@ class Store:
                                  (sweep_id, run_index)).fetchone()
         return None if row is None else _npz_arrays(row[0])
 
+    @_translated
     def run_counts(self) -> dict:
         """``sweep_id -> {run status: count}`` for every sweep with runs."""
         counts: dict = {}
@@ -349,11 +379,13 @@ class Store:
             counts.setdefault(sweep_id, {})[status] = n
         return counts
 
+    @_translated
     def list_sweeps(self) -> list[dict]:
         """One summary dict per sweep, oldest first."""
         cols = ("id", "study", "fingerprint", "status", "started", "ended", "compile_seconds", "run_seconds")
         return [dict(zip(cols, row)) for row in self._conn.execute(f"SELECT {', '.join(cols)} FROM sweeps ORDER BY id")]
 
+    @_translated
     def load(self, sweep_id: int | None = None, *, study: str | None = None,
              fingerprint: str | None = None) -> SweepResult:
         """A sweep as arrays: by id, else the latest sweep of ``study`` or with ``fingerprint``,
@@ -407,30 +439,21 @@ def load_sweep(path: str | Path = DEFAULT_PATH, sweep_id: int | None = None, *, 
     """Read one sweep from the database at ``path`` (see :meth:`Store.load`)."""
     if str(path) != ":memory:" and not Path(path).exists():
         raise FileNotFoundError(f"no results database at {path}")
-    with Store(path) as store:
+    with Store(path, readonly=str(path) != ":memory:") as store:
         return store.load(sweep_id, study=study)
 
 
 # --------------------------------------------------------------------------- opening
 
 
-class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` if the body raises."""
-
-    def __init__(self, conn):
-        self.conn = conn
-
-    def __enter__(self):
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(self, exc_type, *exc):
-        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+def _has_table(conn, name: str) -> bool:
+    """Whether the database has table ``name`` (``params`` and ``owners`` are made when first needed)."""
+    return bool(conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+                             (name,)).fetchone()[0])
 
 
 def _has_params(conn) -> bool:
-    """Whether the database has the ``params`` table (older ones get it when first needed)."""
-    return bool(conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'params'").fetchone()[0])
+    return _has_table(conn, "params")
 
 
 def _segments(c, sweep_id: int, run: int) -> dict:
@@ -439,58 +462,3 @@ def _segments(c, sweep_id: int, run: int) -> dict:
                                          (sweep_id, run)):
         out.setdefault(metric, []).append((first, np.frombuffer(blob, dtype="<f8")))
     return out
-
-
-def _connect(path) -> sqlite3.Connection:
-    """Open, check and if new initialise a results database; never writes into a foreign file."""
-    if str(path) != ":memory:":
-        if path.is_dir():
-            raise StoreError(f"results database path {path} is a directory; give a file path")
-        if path.exists() and path.stat().st_size > 0:
-            with open(path, "rb") as fh:
-                head = fh.read(len(SQLITE_HEADER))
-            if head != SQLITE_HEADER:
-                raise StoreError(f"{path} exists and is not an SQLite database (it starts with {head!r}); "
-                                 f"it was left untouched: choose another results path")
-        else:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as err:
-                raise StoreError(f"results database path {path} is not writable: cannot create "
-                                 f"its directory ({err})") from None
-    try:
-        conn = sqlite3.connect(str(path), isolation_level=None)
-    except sqlite3.Error as err:
-        raise StoreError(f"results database path {path} is not writable: {err}") from None
-    try:
-        app = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-    except sqlite3.DatabaseError as err:
-        conn.close()
-        raise StoreError(f"{path} is not a readable SQLite database ({err}); it was left untouched") from None
-    if tables or app:
-        if app != APPLICATION_ID:
-            conn.close()
-            raise StoreError(f"{path} is an SQLite database of another application (application_id {app}, "
-                             f"expected {APPLICATION_ID}); it was left untouched: choose another results path")
-        if version != SCHEMA_VERSION:
-            conn.close()
-            raise StoreError(f"{path} is a results database of schema version {version}, but this code "
-                             f"reads version {SCHEMA_VERSION}; it was left untouched: use another path")
-    try:
-        if not tables:
-            # pages of 32 KiB: a checkpoint (megabytes, rewritten every chunk) then spans 8x
-            # fewer overflow pages, which made its commit 1.5-2x faster than SQLite's 4 KiB
-            conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
-        with _Transaction(conn) as c:  # also proves the file is writable before any compute
-            if not tables:
-                for statement in (SCHEMA + PARAMS_TABLE).split(";"):
-                    if statement.strip():
-                        c.execute(statement)
-                c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    except sqlite3.Error as err:
-        conn.close()
-        raise StoreError(f"results database path {path} is not writable: {err}") from None
-    return conn

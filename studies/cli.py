@@ -8,11 +8,15 @@
     lab plot STUDY [--quick | --full] [--set KEY=VALUE ...] [--db PATH] [--out DIR]
                                                redraw a study's figures from the database (without
                                                a size: the size whose sweeps were stored last)
-    lab show [--db PATH]                       the sweeps stored in the database
+    lab show [--db PATH]                       the sweeps stored in the database ("stopped": left
+                                               running by a process that is gone; lab run resumes it)
 
 ``--full`` (the default of ``run``) uses a study's ``FULL`` config, ``--quick`` its ``QUICK`` one;
 ``--set`` overrides one config field (repeatable; tuples as comma-separated values).
-Usage errors (unknown study, bad ``--set`` key or value) exit with status 2.
+Usage errors (unknown study, bad ``--set`` key or value) exit with status 2; a failure of the
+results database or the file system (foreign, corrupt, locked, full or read-only file; a sweep
+another process is computing) is one line ``lab: error: ...`` naming the path, exit 1; Ctrl-C
+exits 130 and ``lab run`` resumes where it stopped.  ``lab show`` and ``lab plot`` only read.
 The figure index ``OUT/README.md`` keeps one section per study, rewritten on each run.
 On a CPU-only machine the command splits the CPU into one XLA device per core before any
 computation (:func:`lab.sweep.use_cpu_cores`), so sweeps use every core;
@@ -30,6 +34,7 @@ import time
 from pathlib import Path
 
 import studies
+from studies import common
 
 DEFAULT_DB = Path("results") / "lab.sqlite"
 INDEX_HEADER = ("# Figure index\n\n"
@@ -244,6 +249,13 @@ def _run(args) -> int:
             failed.append(name)
             continue
         plans.append((name, module, make_config(module, quick=args.quick, settings=args.set)))
+    for name, module, config in plans:   # every study's config and sweeps, before any compute
+        try:
+            common.check_config(config, getattr(module, "plan", None))
+        except (TypeError, ValueError, KeyError) as err:
+            raise UsageError(f"study {name}: {err.args[0] if err.args else err}") from None
+    from lab.store import Store
+    Store(args.db).close()   # the database is usable (not foreign, corrupt, locked, read-only)
     out = Path(args.out)
     for name, module, config in plans:
         print(f"== {name} ({'quick' if args.quick else 'full'}): {module.DESCRIPTION}", flush=True)
@@ -313,8 +325,9 @@ def _show(args) -> int:
     if not db.exists():
         print(f"lab: error: no results database at {db}", file=sys.stderr)
         return 1
-    with Store(db) as store:
+    with Store(db, readonly=True) as store:
         sweeps, counts = store.list_sweeps(), store.run_counts()
+        owners = {s["id"]: store.owner(s["id"]) for s in sweeps if s["status"] == "running"}
     if not sweeps:
         print(f"no sweeps in {db}")
         return 0
@@ -325,7 +338,9 @@ def _show(args) -> int:
     print(f"{'id':>4}  {'study':<28} {'status':<12} {'runs':>6} {'diverged':>8}  {'started':<19}  {'ended':<19}")
     for s in sweeps:
         c = counts.get(s["id"], {})
-        print(f"{s['id']:>4}  {s['study']:<28} {s['status']:<12} {sum(c.values()):>6} {c.get('diverged', 0):>8}  "
+        owner = owners.get(s["id"])
+        status = "stopped" if s["status"] == "running" and not (owner and owner["alive"]) else s["status"]
+        print(f"{s['id']:>4}  {s['study']:<28} {status:<12} {sum(c.values()):>6} {c.get('diverged', 0):>8}  "
               f"{when(s['started']):<19}  {when(s['ended']):<19}")
     return 0
 
@@ -394,6 +409,32 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:
         print(f"lab: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        again = "run the same command to resume" if args.command == "run" else "nothing was changed"
+        print(f"\nlab: interrupted; {again}", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 -- the file system's and the database's failures: one line
+        message = _environment_failure(err, getattr(args, "db", None))
+        if message is None:
+            raise
+        print(f"lab: error: {message}", file=sys.stderr)
+        return 1
+
+
+def _environment_failure(err: Exception, db) -> str | None:
+    """One line for a failure of the machine rather than of the code (the results database,
+    the disk, the file system), or None for anything else (a bug: its traceback is shown)."""
+    import sqlite3
+
+    from lab.store import StoreError
+    if isinstance(err, StoreError):
+        return str(err)
+    if isinstance(err, sqlite3.Error):
+        return f"results database {db}: {err}"
+    if isinstance(err, OSError):
+        where = err.filename if err.filename is not None else db
+        return f"{where}: {err.strerror or err}"
+    return None
 
 
 if __name__ == "__main__":

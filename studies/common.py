@@ -18,6 +18,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -28,7 +29,7 @@ import numpy as np
 
 from lab import data, losses, nets
 from lab.store import Store
-from lab.sweep import Problem, SweepResult, SweepSpec, classification_metrics, run_sweep
+from lab.sweep import Problem, SweepResult, SweepSpec, check_sweep, classification_metrics, run_sweep
 from studies import stored_sweep
 
 Sweep = Callable[[SweepSpec], SweepResult]
@@ -192,12 +193,84 @@ def describe(config=None, fields=(), **facts) -> dict:
     return _plain(out)
 
 
+# --------------------------------------------------------------------------- checks
+
+
+def knob_range(name: str, value) -> str | None:
+    """The range a config field must lie in for its meaning, read from its name and type:
+    integers are counts, sizes and steps (>= 1; seeds and degrees >= 0); of other numbers,
+    momenta and betas lie in [0, 1), fractions in (0, 1], noise, L2, decay and decades are
+    >= 0, the rest (learning rates, targets, condition numbers, dampings) > 0.  None for
+    text and flags."""
+    if isinstance(value, (bool, str)) or value is None:
+        return None
+    low = name.lower()
+    if isinstance(value, int):
+        if low == "seed" or low.endswith("_seed") or "degree" in low:
+            return "whole [0, inf)"
+        return "whole [1, inf)"
+    if "beta" in low or "momentum" in low:
+        return "[0, 1)"
+    if "fraction" in low:
+        return "(0, 1]"
+    if any(word in low for word in ("noise", "l2", "decay", "decades")):
+        return "[0, inf)"
+    return "(0, inf)"
+
+
+def _outside(value, interval: str) -> bool:
+    whole = interval.startswith("whole ")
+    interval = interval.removeprefix("whole ")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and not isinstance(value, int)):
+        return True
+    low, high = (float(t) for t in interval[1:-1].split(","))
+    above = value > low if interval[0] == "(" else value >= low
+    below = value < high if interval[-1] == ")" else value <= high
+    return not (math.isfinite(value) and above and below)
+
+
+def check_ranges(config) -> None:
+    """Raise ValueError naming the first field of the dataclass ``config`` outside
+    :func:`knob_range` (for a tuple: empty, or any item outside)."""
+    defaults = type(config)()
+    for field in dataclasses.fields(config):
+        value, default = getattr(config, field.name), getattr(defaults, field.name)
+        items = value if isinstance(value, tuple) else (value,)
+        if isinstance(value, tuple) and not value:
+            raise ValueError(f"{field.name} is empty; give at least one value")
+        example = (default[0] if default else None) if isinstance(default, tuple) else default
+        interval = knob_range(field.name, example)
+        if interval is None:
+            continue
+        bad = [v for v in items if _outside(v, interval)]
+        if bad:
+            kind = "whole numbers" if interval.startswith("whole") else "finite numbers"
+            raise ValueError(f"{field.name}={value!r}: {'each value ' if isinstance(value, tuple) else ''}must "
+                             f"be in {interval.removeprefix('whole ')} ({kind}); {bad[0]!r} is not")
+
+
+def check_config(config, plan: Callable | None = None) -> list:
+    """Everything a study can check before computing: the config's field ranges
+    (:func:`check_ranges`), the study's own checks and every sweep it plans from the config
+    alone (``plan(config) -> [SweepSpec]``, which runs those checks), each checked as the
+    engine would (:func:`lab.sweep.check_sweep`).  Returns the planned specs."""
+    check_ranges(config)
+    specs = [] if plan is None else list(plan(config))
+    for spec in specs:
+        check_sweep(spec)
+    return specs
+
+
 # --------------------------------------------------------------------------- run / load
 
 
-def run(results: Callable, config, *, store, progress: bool = True, rerun: bool = False):
+def run(results: Callable, config, *, store, progress: bool = True, rerun: bool = False,
+        plan: Callable | None = None):
     """``results(config, sweep)`` where ``sweep(spec)`` runs the sweep (or fetches it when it is
-    already finished and ``rerun`` is False), every sweep on one open :class:`lab.store.Store`."""
+    already finished and ``rerun`` is False), every sweep on one open :class:`lab.store.Store`;
+    first the config and every sweep of ``plan(config)`` are checked (:func:`check_config`),
+    so a bad setting in a later sweep stops the study before the first computes."""
+    check_config(config, plan)
     db = store if isinstance(store, Store) else Store(store)
     try:
         return results(config, lambda spec: run_sweep(spec, store=db, progress=progress, rerun=rerun))

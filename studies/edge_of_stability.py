@@ -292,13 +292,18 @@ def analyse(config: Config, sweep) -> dict:
 # --------------------------------------------------------------------------- run / load
 
 
+def plan(config: Config) -> list:
+    """The one sweep :func:`run` computes (the validation run after it is direct)."""
+    return [spec(config)]
+
+
 def _results(config: Config, sweep) -> dict:
     return analyse(config, sweep(spec(config)))
 
 
 def run(config: Config = FULL, *, store, progress: bool = True, rerun: bool = False) -> dict:
     """Run (or fetch, when already stored) the sweep and analyse it."""
-    return common.run(_results, config, store=store, progress=progress, rerun=rerun)
+    return common.run(_results, config, store=store, progress=progress, rerun=rerun, plan=plan)
 
 
 def load(config: Config = FULL, *, store) -> dict:

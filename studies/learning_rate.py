@@ -191,13 +191,18 @@ def specs(config: Config) -> dict:
 # --------------------------------------------------------------------------- run / load
 
 
+def plan(config: Config) -> list:
+    """The sweeps :func:`run` computes, checked before the first runs."""
+    return list(specs(config).values())
+
+
 def _results(config: Config, sweep) -> dict:
     return analyse(config, {part: sweep(spec) for part, spec in specs(config).items()})
 
 
 def run(config: Config = FULL, *, store, progress: bool = True, rerun: bool = False) -> dict:
     """Run (or fetch, when already stored) the three sweeps and analyse them."""
-    return common.run(_results, config, store=store, progress=progress, rerun=rerun)
+    return common.run(_results, config, store=store, progress=progress, rerun=rerun, plan=plan)
 
 
 def load(config: Config = FULL, *, store) -> dict:

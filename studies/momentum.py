@@ -306,13 +306,18 @@ def _analyse(c: Config, heat, kap, mlp) -> dict:
     }
 
 
+def plan(c: Config) -> list:
+    """The three sweeps :func:`run` computes (heat map, tuned kappas, digits MLP), checked first."""
+    return [_heatmap_spec(c), _kappa_spec(c), _mlp_spec(c)]
+
+
 def _results(c: Config, sweep) -> dict:
-    return _analyse(c, *(sweep(spec) for spec in (_heatmap_spec(c), _kappa_spec(c), _mlp_spec(c))))
+    return _analyse(c, *(sweep(spec) for spec in plan(c)))
 
 
 def run(config: Config, *, store, progress: bool = True, rerun: bool = False) -> dict:
     """Run the three sweeps (heat map, tuned kappas, digits MLP) and the 2-D paths."""
-    return common.run(_results, config, store=store, progress=progress, rerun=rerun)
+    return common.run(_results, config, store=store, progress=progress, rerun=rerun, plan=plan)
 
 
 def load(config: Config, *, store) -> dict:

@@ -5,6 +5,7 @@ import sqlite3
 import numpy as np
 import pytest
 
+from lab import database
 from lab import store as storelib
 from lab.store import BatchUpdate, Store, StoreError
 
@@ -34,7 +35,7 @@ def test_schema_marks_and_tables(tmp_path):
     assert conn.execute("PRAGMA application_id").fetchone()[0] == storelib.APPLICATION_ID
     assert conn.execute("PRAGMA user_version").fetchone()[0] == storelib.SCHEMA_VERSION
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"sweeps", "runs", "curves", "checkpoints", "params"}
+    assert tables == {"sweeps", "runs", "curves", "checkpoints", "params", "owners"}
     cols = {r[1] for r in conn.execute("PRAGMA table_info(sweeps)")}
     assert {"study", "config", "code_version", "git_hash", "jax_version", "jaxlib_version", "optax_version",
             "device_kind", "started", "ended", "status"} <= cols
@@ -46,7 +47,7 @@ def test_schema_marks_and_tables(tmp_path):
 
 def test_a_database_made_with_small_pages_is_still_read_and_written(tmp_path, monkeypatch):
     path = tmp_path / "lab.sqlite"
-    monkeypatch.setattr(storelib, "PAGE_SIZE", 4096)       # as databases were made before 32 KiB pages
+    monkeypatch.setattr(database, "PAGE_SIZE", 4096)       # as databases were made before 32 KiB pages
     with Store(path) as db:
         sweep = make_sweep(db)
         db.commit_chunk(sweep, [chunk(0, [0, 1, 2], 0, 20, [-1, -1, -1], False, 1.0)], 10)

@@ -131,11 +131,11 @@ def test_load_plot_report(results, tmp_path):
 
 @pytest.mark.parametrize("change, words", [
     ({"mlp_dampings": ()}, "mlp_dampings is empty"),
-    ({"mlp_steps": 0}, "mlp_steps must be a positive integer"),
+    ({"mlp_steps": 0}, r"mlp_steps( must be a positive integer|=0: must be in \[1, inf\))"),
     ({"mlp_steps": 5, "mlp_eval_every": 2}, "multiple of"),
     ({"mlp_pool": 3}, "mlp_pool must divide 8"),
     ({"quad_kappa": -1.0}, "quad_kappa"),
-    ({"cost_dense_widths": (2.5,)}, "integers"),
+    ({"cost_dense_widths": (2.5,)}, "integers|whole numbers"),
 ])
 def test_bad_config(change, words):
     with pytest.raises(ValueError, match=words):

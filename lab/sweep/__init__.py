@@ -45,7 +45,8 @@ The model::
   model or the data changed behind an unchanged config) is refused as stale rather than
   served, and so is resuming one whose program changed since it began; the error names
   what changed (``rerun=True`` computes afresh, the old sweep is kept).
-  :func:`fetch_sweep` reads a finished sweep, with the same check, computing nothing.
+  :func:`fetch_sweep` reads a finished sweep, with the same check, computing nothing;
+  :func:`check_sweep` makes only the checks run_sweep makes before compute.
   :func:`run_keys` gives a run's keys as the engine draws them.
 
 Determinism: per-run randomness comes only from (seed, step); on CPU a run's numbers are
@@ -62,10 +63,10 @@ database and every process returns the whole sweep (``run_sweep(process=(i, n))`
 ``jax.distributed``).  The merged results equal a one-process run bit for bit.
 """
 from lab.store import SweepResult
-from lab.sweep.engine import fetch_sweep, run_sweep, use_cpu_cores
+from lab.sweep.engine import check_sweep, fetch_sweep, run_sweep, use_cpu_cores
 from lab.sweep.program import TRAIN_METRICS
 from lab.sweep.runs import RunKeys, run_keys
 from lab.sweep.spec import Group, Plan, Problem, Study, SweepSpec, classification_metrics, plan_sweep
 
-__all__ = ["Problem", "Study", "SweepSpec", "Plan", "Group", "plan_sweep", "classification_metrics", "run_sweep", "fetch_sweep",
+__all__ = ["Problem", "Study", "SweepSpec", "Plan", "Group", "plan_sweep", "classification_metrics", "run_sweep", "fetch_sweep", "check_sweep",
            "SweepResult", "TRAIN_METRICS", "use_cpu_cores", "run_keys", "RunKeys"]

@@ -77,6 +77,13 @@ def run_sweep(spec: SweepSpec, *, store: Store | str | Path | None = None, progr
             db.close()
 
 
+def check_sweep(spec: SweepSpec, devices=None) -> None:
+    """Every check :func:`run_sweep` makes before compute (the spec, the execution options,
+    each static group's problem and data), computing and writing nothing: a study plans
+    all its sweeps with it before running the first."""
+    SweepRun.build(spec, devices)
+
+
 def fetch_sweep(spec: SweepSpec, *, store: Store | str | Path | None = None, devices=None) -> SweepResult:
     """The finished sweep ``spec`` read from ``store`` (as in :func:`run_sweep`), computing
     nothing: its groups are lowered, not compiled, to check that the stored numbers are
@@ -88,7 +95,7 @@ def fetch_sweep(spec: SweepSpec, *, store: Store | str | Path | None = None, dev
     path = DEFAULT_PATH if store is None else store
     if not isinstance(store, Store) and str(path) != ":memory:" and not Path(path).exists():
         raise LookupError(f"no results database at {path}, so no sweep of study {run.plan.study!r} with this config")
-    db = store if isinstance(store, Store) else Store(path)
+    db = store if isinstance(store, Store) else Store(path, readonly=str(path) != ":memory:")
     try:
         found = db.find_sweep(run.plan.fingerprint)
         if found is None or found["status"] != "done":
@@ -115,16 +122,32 @@ def _run_here(run: SweepRun, db: Store, rerun: bool) -> SweepResult:
                      "programs": {}, "identities": {}}
         if run.share is not None:
             execution["process"] = list(run.share)
-        sweep_id = db.create_sweep(
+        sweep_id = db.create_sweep(   # SweepBusy if another process made it since find_sweep
             study=plan.study, fingerprint=plan.fingerprint, config=plan.config, execution=execution,
             environment=environment(run.devices), metrics=run.metric_names(per_device),
-            runs=run.batch_rows(per_device))
+            runs=run.batch_rows(per_device), claim=True, unless=-1 if rerun else None)
     else:
         sweep_id, per_device = found["id"], found["execution"]["runs_per_device"]
-        run.metric_names(per_device)     # the groups must still agree
-        run.check_resumable(db, found)
-    _execute(run, db, sweep_id, per_device)
+        db.claim(sweep_id)               # SweepBusy while another live process computes it
+    try:
+        if found is not None:
+            run.metric_names(per_device)     # the groups must still agree
+            run.check_resumable(db, found)
+        _execute(run, db, sweep_id, per_device)
+    except BaseException as first:
+        _quietly(first, "giving up the claim on the sweep", db.release, sweep_id)
+        raise
+    db.release(sweep_id)
     return db.load(sweep_id)
+
+
+def _quietly(first: BaseException, doing: str, call, *args, **kwargs) -> None:
+    """``call(*args, **kwargs)`` while ``first`` is on its way up: a failure of it is added to
+    ``first`` as a note instead of replacing it."""
+    try:
+        call(*args, **kwargs)
+    except Exception as err:  # noqa: BLE001 -- the first error is the one to report
+        first.add_note(f"also, {doing} failed: {err}")
 
 
 def use_cpu_cores(count: int | None = None) -> int | None:
@@ -167,7 +190,6 @@ def _execute(run: SweepRun, db: Store, sweep_id: int, per_device: dict) -> None:
     bar = _progress_bar(total, len(run.plan.seeds), run.progress)
     diverged_total = 0
     compile_seconds = run_seconds = 0.0
-    status = "failed"
     try:
         for group, problem in run.groups:
             mine = sorted((starts[b][0], b) for b, v in pending.items() if v[0] == group.index)
@@ -197,13 +219,14 @@ def _execute(run: SweepRun, db: Store, sweep_id: int, per_device: dict) -> None:
             diverged_total += ahead.run_to_end(db, sweep_id, bar, diverged_total)
             ahead = call_run = None   # its device buffers go before the next group compiles
             run_seconds += time.perf_counter() - t
-        status = "done"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
+    except BaseException as first:
         bar.close()
-        db.set_status(sweep_id, status, compile_seconds=compile_seconds, run_seconds=run_seconds)
+        status = "interrupted" if isinstance(first, KeyboardInterrupt) else "failed"
+        _quietly(first, f"recording the sweep's status as {status!r}", db.set_status, sweep_id, status,
+                 compile_seconds=compile_seconds, run_seconds=run_seconds)
+        raise
+    bar.close()
+    db.set_status(sweep_id, "done", compile_seconds=compile_seconds, run_seconds=run_seconds)
 
 
 def _record_program(db: Store, sweep_id: int, group: int, identity: str, record: dict) -> None:

@@ -111,6 +111,14 @@ FIGURES = {
 }
 
 
+def plan(config: Config) -> list:
+    """The tuning sweeps, and for each batch size a sharpness sweep of the shape the tuning
+    will choose (its rate and length come from the tuning, so a placeholder stands in)."""
+    check(config)
+    return tuning_specs(config) + [target_spec(config, b, 1.0, config.budget_min_steps)
+                                   for b in config.sharpness_batch_sizes]
+
+
 def _results(config: Config, sweep) -> dict:
     tuning_sweeps = [sweep(spec) for spec in tuning_specs(config)]
     plan = target_plan(config, analyse_tuning(config, tuning_sweeps))
@@ -121,7 +129,7 @@ def _results(config: Config, sweep) -> dict:
 def run(config: Config = FULL, *, store, progress: bool = True, rerun: bool = False) -> dict:
     """Run (or fetch) the tuning sweeps, then the sharpness sweeps they define, and measure the
     gradient noise (host side)."""
-    return common.run(_results, config, store=store, progress=progress, rerun=rerun)
+    return common.run(_results, config, store=store, progress=progress, rerun=rerun, plan=plan)
 
 
 def load(config: Config = FULL, *, store) -> dict:

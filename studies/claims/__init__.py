@@ -27,6 +27,7 @@ import os
 import time
 from pathlib import Path
 
+from studies import common
 from studies.claims.base import CAVEAT, FAILS, HOLDS, SEED_DECKS, SEED_FILES, Claim, Verdict, graded, ratio_verdict
 
 __all__ = ["DESCRIPTION", "Config", "QUICK", "FULL", "run", "load", "plot", "report", "write_claims_md", "all_claims",
@@ -105,11 +106,18 @@ def _results_path(store) -> Path | None:
     return None if str(store) == ":memory:" else Path(store).parent / "claims.json"
 
 
+def plan(config: Config) -> list:
+    """Claims plan their own sweeps as they run; checked up front: the claim selection."""
+    select(config)
+    return []
+
+
 def run(config: Config, *, store, progress: bool = True, rerun: bool = False) -> dict:
     """Run the selected claims; returns ``{"config": ..., "claims": [row, ...]}`` and writes it
     as JSON beside ``store``.  Every claim is measured afresh; sweeps inside claims are read
     back from the store when already finished (``rerun`` is accepted for the study contract
     and ignored; ``progress`` too: claims run quietly)."""
+    common.check_config(config, plan)
     rows = []
     for claim in select(config):
         started = time.perf_counter()

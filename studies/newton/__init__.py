@@ -79,6 +79,12 @@ FIGURES = {
                        "over the exact eigenvalues of the dense Hessian",
 }
 
+def plan(config: Config) -> list:
+    """The six sweeps :func:`run` computes, checked before the first runs."""
+    check_config(config)
+    return list(specs(config).values())
+
+
 def _results(config: Config, sweep) -> dict:
     check_config(config)
     sweeps = {name: sweep(spec) for name, spec in specs(config).items()}
@@ -88,7 +94,7 @@ def _results(config: Config, sweep) -> dict:
 
 def run(config: Config = FULL, *, store, progress: bool = True, rerun: bool = False) -> dict:
     """Run (or fetch) the six sweeps, then the direct parts (Rosenbrock paths, cost, spectrum)."""
-    return common.run(_results, config, store=store, progress=progress, rerun=rerun)
+    return common.run(_results, config, store=store, progress=progress, rerun=rerun, plan=plan)
 
 
 def load(config: Config = FULL, *, store) -> dict:

@@ -99,6 +99,12 @@ FIGURES = {f"optimizers_{p}": f"{p}: median final loss of every optimizer at its
 FIGURES["optimizers_quadratic"] += "; dashed: the GD and heavy-ball rate bounds"
 
 
+def plan(config: Config) -> list:
+    """One sweep per problem, checked before the first runs."""
+    check_config(config)
+    return [sweep_spec(p, config) for p in config.problems]
+
+
 def _results(config: Config, sweep) -> dict:
     check_config(config)
     sweeps = {p: sweep(sweep_spec(p, config)) for p in config.problems}
@@ -108,7 +114,7 @@ def _results(config: Config, sweep) -> dict:
 
 def run(config: Config, *, store, progress: bool = True, rerun: bool = False) -> dict:
     """One sweep per problem (one compiled program per optimizer), then the analysis."""
-    return common.run(_results, config, store=store, progress=progress, rerun=rerun)
+    return common.run(_results, config, store=store, progress=progress, rerun=rerun, plan=plan)
 
 
 def load(config: Config, *, store) -> dict:
