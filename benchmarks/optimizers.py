@@ -19,6 +19,7 @@ import time
 import jax
 import jax.numpy as jnp
 import optax
+import optax.contrib
 
 from lab import optim
 
@@ -57,7 +58,34 @@ TWINS = {
                   lambda: optax.noisy_sgd(LR, key=jax.random.key(0))),
     "polyak_sgd": (lambda: optim.polyak_sgd(), lambda: optax.polyak_sgd()),
 }
-NEEDS_VALUE = {"polyak_sgd"}
+# the methods of current research, against optax.contrib
+TWINS.update({
+    "schedule_free_sgd": (lambda: optim.schedule_free_sgd(), lambda: optax.contrib.schedule_free_sgd()),
+    "schedule_free_adamw": (lambda: optim.schedule_free_adamw(), lambda: optax.contrib.schedule_free_adamw()),
+    "prodigy": (lambda: optim.prodigy(), lambda: optax.contrib.prodigy()),
+    "dadapt_adamw": (lambda: optim.dadapt_adamw(), lambda: optax.contrib.dadapt_adamw()),
+    "mechanize_adam": (lambda: optim.mechanize(optim.adam(LR)), lambda: optax.contrib.mechanize(optax.adam(LR))),
+    "dog": (lambda: optim.dog(), lambda: optax.contrib.dog()),
+    "dowg": (lambda: optim.dowg(), lambda: optax.contrib.dowg()),
+    "cocob": (lambda: optim.cocob(), lambda: optax.contrib.cocob()),
+    "adopt": (lambda: optim.adopt(LR), lambda: optax.contrib.adopt(LR)),
+    "ademamix": (lambda: optim.ademamix(LR), lambda: optax.contrib.ademamix(LR)),
+    "simplified_ademamix": (lambda: optim.simplified_ademamix(LR), lambda: optax.contrib.simplified_ademamix(LR)),
+    "madgrad": (lambda: optim.madgrad(LR), lambda: optax.contrib.madgrad(LR)),
+    "muon": (lambda: optim.muon(LR), lambda: optax.contrib.muon(LR)),
+    "sam": (lambda: optim.sharpness_aware(optim.sgd(LR), rho=0.05),
+            lambda: optax.contrib.sam(optax.sgd(LR), optax.chain(optax.contrib.normalize(), optax.sgd(0.05)))),
+    "sophia": (lambda: optim.sophia(LR), lambda: optax.contrib.sophia(LR)),
+})
+
+
+def half_square(params):
+    return 0.5 * sum(jnp.sum(x * x) for x in jax.tree_util.tree_leaves(params))
+
+
+# extra keyword arguments of update, by optimizer
+EXTRA = {"polyak_sgd": lambda: {"value": jnp.asarray(1.0, jnp.float32)},
+         "sophia": lambda: {"obj_fn": half_square}}
 
 
 def make_params(scale: int = 1):
@@ -69,9 +97,7 @@ def make_params(scale: int = 1):
             "gain": jnp.ones((), jnp.float32)}
 
 
-def timed_loop(opt, params, grads, steps: int, value: bool):
-    extra = {"value": jnp.asarray(1.0, jnp.float32)} if value else {}
-
+def timed_loop(opt, params, grads, steps: int, extra: dict):
     @jax.jit
     def run(params, state):
         def body(_, carry):
@@ -114,9 +140,9 @@ def main() -> None:
     for name, (ours, theirs) in TWINS.items():
         if args.only and name not in args.only:
             continue
-        value = name in NEEDS_VALUE
-        lab_once = timed_loop(ours(), params, grads, args.steps, value)
-        tax_once = timed_loop(theirs(), params, grads, args.steps, value)
+        extra = EXTRA.get(name, dict)()
+        lab_once = timed_loop(ours(), params, grads, args.steps, extra)
+        tax_once = timed_loop(theirs(), params, grads, args.steps, extra)
         t_lab, t_tax = [], []
         for _ in range(repeats):  # alternate so both see the same machine state
             t_lab.append(lab_once())
