@@ -1,7 +1,9 @@
 """Strict test environment.
 
 * float64 is enabled, so reference comparisons can be made at 1e-10 and below;
-  tests that check float32 behaviour build float32 arrays explicitly.
+  tests that check float32 behaviour build float32 arrays explicitly.  With
+  ``LAB_TEST_FLOAT32=1`` it is not: the float32 leg (tests/test_float32.py) runs the
+  sweep engine's and the studies' tests as users run them, in float32.
 * dtype promotion is strict (no silent float32 -> float64 mixing) and rank
   promotion raises (no silent broadcasting of mismatched ranks).
 * warnings are errors (see ``filterwarnings`` in pyproject.toml).
@@ -19,6 +21,7 @@ import jax
 os.environ["LAB_COMPILATION_CACHE"] = "off"
 os.environ["LAB_CPU_DEVICES"] = "1"
 
-jax.config.update("jax_enable_x64", True)
+FLOAT32 = os.environ.get("LAB_TEST_FLOAT32") == "1"
+jax.config.update("jax_enable_x64", not FLOAT32)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")

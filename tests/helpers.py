@@ -7,6 +7,12 @@ import jax
 import numpy as np
 
 RTOL = {np.dtype("float64"): 1e-10, np.dtype("float32"): 1e-5}
+
+
+def by_precision(float64_value, float32_value):
+    """The first value when the default float is float64 (the suite's default), the second
+    in the float32 leg (``LAB_TEST_FLOAT32=1``): tolerances of checks that reach rounding."""
+    return float64_value if jax.config.jax_enable_x64 else float32_value
 ATOL = {np.dtype("float64"): 1e-12, np.dtype("float32"): 1e-6}
 
 

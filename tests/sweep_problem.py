@@ -55,7 +55,8 @@ def _main(argv) -> int:
 
     import jax
 
-    jax.config.update("jax_enable_x64", True)
+    import os
+    jax.config.update("jax_enable_x64", os.environ.get("LAB_TEST_FLOAT32") != "1")   # as the tests run
     jax.config.update("jax_numpy_dtype_promotion", "strict")
     jax.config.update("jax_numpy_rank_promotion", "raise")
     from lab.sweep import run_sweep

@@ -133,6 +133,23 @@ def counters():
             "adam_step1": float(adam_first)}
 
 
+def sam_pick():
+    """SAM (sync period 2) from p = (1, 1, 1): a gradient, then a zero gradient at the
+    perturbed point, where the unused ascent branch normalises 0 (NaN)."""
+    grads = np.array([[1.0, 2.0, 2.0], [0.0, 0.0, 0.0]])
+    lab_p = run_lab(optim.sharpness_aware(optim.sgd(0.1), rho=0.05), grads, p0=np.ones(3))[-1]
+    import jax
+    import optax.contrib
+    tx = optax.contrib.sam(optax.sgd(0.1), optax.chain(optax.contrib.normalize(), optax.sgd(0.05)))
+    x = jnp.ones(3)
+    with jax.numpy_dtype_promotion("standard"):   # optax mixes bools and floats
+        state = tx.init(x)
+        for grad in grads:
+            u, state = tx.update(jnp.asarray(grad), state, x)
+            x = optax.apply_updates(x, u)
+    return {"lab": lab_p.tolist(), "optax_nan": int(np.isnan(np.asarray(x)).sum())}
+
+
 def g(x: float) -> str:
     """3 significant digits; rounding-level differences print as "< 1e-12" on every machine."""
     return "< 1e-12" if abs(x) < 1e-12 else f"{x:.3g}"
@@ -175,6 +192,10 @@ ROWS = [
      "optax: the first update uses `schedule(0)` and bias correction with t = 1; some loops step the scheduler first (lr(1) on the first update)",
      "lab follows optax: a warmup from 0 wastes its first update; Adam's first step is exactly `lr` in size",
      lambda r: f"warmup 0->0.1 over 10 steps: step 1 moves {g(r['warmup_step1'])}, step 2 moves {g(r['warmup_step2'])}; Adam step 1 (eps 0): {g(r['adam_step1'])}"),
+    ("SAM: choosing the ascent or the descent step", sam_pick,
+     "optax.contrib `sam` blends them, `c x + (1 - c) y` with `c` 0 or 1, so a NaN in the unused branch poisons the step",
+     "lab selects with `where` (a deliberate difference from optax; equal wherever both branches are finite)",
+     lambda r: f"a zero gradient at the perturbed point: lab's params {', '.join(g(v) for v in r['lab'])}; optax's {r['optax_nan']} of 3 NaN"),
 ]
 
 
@@ -214,6 +235,8 @@ def test_conventions_numbers():
     co = counters()
     assert co["warmup_step1"] == 0.0 and co["warmup_step2"] == pytest.approx(0.01, rel=1e-12)
     assert co["adam_step1"] == pytest.approx(0.1, rel=1e-12)
+    sp = sam_pick()
+    assert np.all(np.isfinite(sp["lab"])) and sp["optax_nan"] == 3
 
 
 def test_doc_is_current():

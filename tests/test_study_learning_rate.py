@@ -7,6 +7,7 @@ import pytest
 
 from lab.store import Store
 from studies import learning_rate as lr
+from tests.helpers import by_precision
 
 TINY = dataclasses.replace(
     lr.QUICK, quad_dim=20, quad_steps=100, quad_coarse_points=7, quad_fine_points=41, hidden=8, mlp_steps=20,
@@ -87,7 +88,7 @@ def test_measure_threshold_interpolates_in_log_log():
 ])
 def test_schedule_shapes(kind, count, expected):
     values = lr._schedule_values(kind, 100, np.arange(101))
-    assert values[count] == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert values[count] == pytest.approx(expected, rel=by_precision(1e-9, 1e-6), abs=1e-12)
     with pytest.raises(ValueError, match="unknown schedule 'linear'"):
         lr.make_schedule("linear", 1.0, 100)
 

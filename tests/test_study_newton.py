@@ -3,11 +3,13 @@ logistic regression against the Lipschitz bound, the spectrum's extremes against
 Hessian, the dense-Newton memory slope, load == run, figures, report and config errors."""
 import dataclasses
 
+import jax
 import numpy as np
 import pytest
 
 from lab.store import Store
 from studies import newton
+from tests.helpers import by_precision
 
 TINY = newton.Config(quad_dimension=8, quad_kappa=10.0, quad_steps=30, quad_adam_lrs=(0.1,), quad_seeds=2,
                      logistic_examples=60, logistic_features=3, logistic_steps=30, logistic_seeds=2,
@@ -42,8 +44,8 @@ def test_quadratic_newton_one_step_and_gd_rate(results):
     q = out["quadratic"]
     assert q["distance"].shape == (3, 2, 30)
     # Newton with lr 1 reaches the minimiser in one step: only rounding error is left
-    assert np.all(q["newton_one_step_loss_ratio"] < 1e-10)
-    assert np.all(q["newton_one_step_distance"] < 1e-10)
+    assert np.all(q["newton_one_step_loss_ratio"] < by_precision(1e-10, 1e-5))
+    assert np.all(q["newton_one_step_distance"] < by_precision(1e-10, 1e-5))
     # gradient descent at 2 / (L + mu) contracts by (kappa - 1) / (kappa + 1) per step
     np.testing.assert_allclose(q["measured_rate"]["gd"], (10.0 - 1) / (10.0 + 1), rtol=0.01)
 
@@ -57,7 +59,7 @@ def test_logistic_converges_quadratically(results):
     assert ratios.size >= 4                           # several steps above the rounding floor
     # every ratio e_{k+1} / e_k^2 obeys the bound L_H / (2 l2) (lambda_min(H) >= l2 everywhere)
     assert np.all(ratios <= lg["bound_global"])
-    assert lg["target"] == 1e-10
+    assert lg["target"] == 1e-10 or not jax.config.jax_enable_x64   # float32 stops near 1e-6
     assert np.all((lg["iterations_to_target"] >= 1) & (lg["iterations_to_target"] <= 8))
     # GD's asymptotic rate is (kappa* - 1) / (kappa* + 1) of H(w*)
     np.testing.assert_allclose(lg["gd_measured_rate"], lg["gd_rate"], rtol=0.02)
@@ -80,12 +82,12 @@ def test_spectrum_matches_dense_hessian(results):
     for name in ("init", "trained"):
         part = s[name]
         assert part["exact"].shape == (s["P"],)
-        np.testing.assert_allclose(part["weights"].sum(), 1.0, rtol=1e-10)
+        np.testing.assert_allclose(part["weights"].sum(), 1.0, rtol=by_precision(1e-10, 1e-6))
         # Lanczos extreme Ritz values match the dense Hessian's extreme eigenvalues
         np.testing.assert_allclose(part["lanczos_top"], part["dense_top"], rtol=1e-6)
         np.testing.assert_allclose(part["lanczos_bottom"], part["dense_bottom"], rtol=1e-6, atol=1e-8)
         # SLQ nodes are Ritz values: inside the spectrum, the top one converged
-        assert part["slq_top"] <= part["dense_top"] * (1 + 1e-10)
+        assert part["slq_top"] <= part["dense_top"] * (1 + by_precision(1e-10, 1e-5))
         np.testing.assert_allclose(part["slq_top"], part["dense_top"], rtol=1e-6)
     assert s["trained"]["loss"] < s["init"]["loss"]
 
