@@ -38,6 +38,7 @@ STUDIES = {
     "newton": "studies.newton",
     "edge_of_stability": "studies.edge_of_stability",
     "optimizers": "studies.optimizers",
+    "lr_free": "studies.lr_free",
     "claims": "studies.claims",
 }
 
