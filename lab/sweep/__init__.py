@@ -7,6 +7,8 @@ The model::
                      steps=300, eval_every=50)
     result = run_sweep(spec, store="results/lab.sqlite")   # a lab.store.SweepResult
     result.curves["eval_loss"]    # (*grid shape, seeds, evaluations)
+    points = SweepSpec(study, configs=[{"learning_rate": 0.1, "momentum": 0.9}, ...], seeds=4)
+                                  # explicit points (a search-space sample): axes (config, seed)
 
 * **Dynamic knobs** (every name in ``Study.hyperparameters``: learning rate, momentum,
   damping, weight decay...) and the **seed** are vmapped: one compiled program per

@@ -77,11 +77,16 @@ class Study:
 
 @dataclasses.dataclass(frozen=True)
 class SweepSpec:
-    """A grid of runs over a study.
+    """A grid of runs over a study, or an explicit list of points.
 
     Identity (these define the sweep; the same values never run twice unless asked):
     ``grid`` maps knob names to the values to try (dynamic or static, in any order; the
-    order written is the order of the result arrays' axes), ``seeds`` is a count n
+    order written is the order of the result arrays' axes).  Or ``configs``, a list of
+    dicts knob -> value (points of a search space, e.g. :mod:`lab.protocol` samples;
+    knobs a point leaves out take the study's defaults), with ``grid`` left empty: the
+    runs are the points times the seeds, the result arrays' first axis is ``config``
+    (the point's index in the list) and each run's knobs are in ``run_configs``.  Points
+    sharing their static options still share one compiled program.  ``seeds`` is a count n
     (seeds 0..n-1) or explicit seeds, ``steps`` updates per run, metrics every
     ``eval_every`` steps, and a run is *diverged* when its loss is not finite or exceeds
     ``divergence_factor`` times the absolute value of its first loss.
@@ -107,7 +112,7 @@ class SweepSpec:
     diverged at) are stored with its results, for :meth:`lab.store.Store.final_params`."""
 
     study: Study
-    grid: Mapping[str, Sequence[Any]]
+    grid: Mapping[str, Sequence[Any]] = dataclasses.field(default_factory=dict)
     seeds: int | Sequence[int] = 1
     steps: int = 100
     eval_every: int = 10
@@ -117,6 +122,7 @@ class SweepSpec:
     sharpness_iters: int = 0
     sharpness_batch: int = 256
     keep_params: bool = False
+    configs: Sequence[Mapping[str, Any]] | None = None
 
 
 class Group(NamedTuple):
@@ -184,8 +190,10 @@ def _check_study(study: Study) -> None:
     clash = sorted(set(study.hyperparameters) & set(study.static))
     if clash:
         raise ValueError(f"study {study.name!r}: {clash} named both as hyperparameters and as static options")
-    if "seed" in study.hyperparameters or "seed" in study.static:
-        raise ValueError(f"study {study.name!r}: 'seed' is reserved for the seed axis; rename that knob")
+    for reserved in ("seed", "config"):
+        if reserved in study.hyperparameters or reserved in study.static:
+            raise ValueError(f"study {study.name!r}: {reserved!r} is reserved for the {reserved} axis; rename "
+                             f"that knob")
     if "batch_size" not in study.static:
         raise ValueError(f"study {study.name!r}: static options must give a default 'batch_size'")
     for name, value in study.hyperparameters.items():
@@ -224,6 +232,40 @@ def _grid_axes(spec: SweepSpec) -> list[tuple[str, tuple]]:
             raise ValueError(f"grid axis {name!r} repeats a value: {values}")
         axes.append((name, values))
     return axes
+
+
+def _dynamic_value(where: str, v) -> float:
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ValueError(f"{where} is a dynamic hyperparameter and needs a finite real number, got {v!r}")
+    return float(v)
+
+
+def _points(spec: SweepSpec) -> list[dict]:
+    """``spec.configs`` checked: each point's knobs (dynamic as floats, static as JSON)."""
+    study = spec.study
+    if spec.grid:
+        raise ValueError("give either grid or configs, not both (a list of configs is the whole set of points)")
+    if isinstance(spec.configs, Mapping) or not isinstance(spec.configs, Sequence) or not spec.configs:
+        raise ValueError(f"configs must be a non-empty list of dicts knob -> value, got {spec.configs!r}")
+    known, points = set(study.hyperparameters) | set(study.static), []
+    for i, point in enumerate(spec.configs):
+        if not isinstance(point, Mapping):
+            raise TypeError(f"configs[{i}] must be a dict knob -> value, got {point!r}")
+        unknown = sorted(set(point) - known)
+        if unknown:
+            raise ValueError(f"configs[{i}] names {unknown}, not knobs of study {study.name!r}; hyperparameters "
+                             f"(vmapped): {sorted(study.hyperparameters)}, static options: {sorted(study.static)}")
+        points.append({n: _dynamic_value(f"configs[{i}][{n!r}]", v) if n in study.hyperparameters
+                       else _json_value(f"configs[{i}][{n!r}]", v) for n, v in point.items()})
+        if "batch_size" in points[-1]:
+            _check_int(f"configs[{i}]['batch_size']", points[-1]["batch_size"], 1)
+    texts = [json.dumps(p, sort_keys=True) for p in points]
+    if len(set(texts)) != len(texts):
+        first = next(t for t in texts if texts.count(t) > 1)
+        raise ValueError(f"configs repeats a point: {first}")
+    return points
 
 
 def _seeds(spec: SweepSpec) -> tuple[int, ...]:
@@ -268,22 +310,26 @@ def plan_sweep(spec: SweepSpec) -> Plan:
     sharpness_batch = _check_int("sharpness_batch", spec.sharpness_batch, 1)
     if not isinstance(spec.keep_params, bool):
         raise ValueError(f"keep_params must be True or False, got {spec.keep_params!r}")
-    axes = _grid_axes(spec)
+    if spec.configs is None:
+        axes = _grid_axes(spec)
+        names = [name for name, _ in axes]
+        chosen_points = [dict(zip(names, point)) for point in itertools.product(*(values for _, values in axes))]
+    else:
+        chosen_points = _points(spec)
+        axes = [("config", tuple(range(len(chosen_points))))]
     seeds = _seeds(spec)
-    names = [name for name, _ in axes]
     dynamic = tuple(study.hyperparameters)
     static_names = ("batch_size",) + tuple(n for n in study.static if n != "batch_size")
 
     hparams, run_seeds, run_group, groups, group_of = [], [], [], [], {}
-    for point in itertools.product(*(values for _, values in axes), seeds):
-        chosen = dict(zip(names, point[:-1]))
+    for chosen, seed in itertools.product(chosen_points, seeds):
         static = {n: chosen.get(n, _json_value(f"static default {n!r}", study.static[n])) for n in static_names}
         key = json.dumps(static, sort_keys=True)
         if key not in group_of:
             group_of[key] = len(groups)
             groups.append(static)
         hparams.append([float(chosen.get(n, study.hyperparameters[n])) for n in dynamic])
-        run_seeds.append(point[-1])
+        run_seeds.append(seed)
         run_group.append(group_of[key])
     run_group = np.asarray(run_group, dtype=np.int64)
     for static in groups:
@@ -305,6 +351,8 @@ def plan_sweep(spec: SweepSpec) -> Plan:
         config["sharpness"] = {"iters": sharpness_iters, "batch": sharpness_batch}
     if spec.keep_params:    # likewise
         config["keep_params"] = True
+    if spec.configs is not None:   # likewise: the points themselves, in order
+        config["configs"] = chosen_points
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=True)
     return Plan(
         study=study.name,
