@@ -12,12 +12,19 @@ Contract:
   array of indices drawn without replacement, ``sample_batches`` draws with
   replacement, ``full_batch`` gives one batch of every index.  Gather with ``x[idx]``;
   inside ``jit`` the indices are ordinary integer arrays.
+* the text corpus, :func:`load_text`, ships the same way
+  (``lab/datasets/python_stdlib.txt.gz``, about 1 MB of Python standard-library source,
+  PSF licence, see ``lab/datasets/TEXT_LICENSE.md``); its SHA-256 is checked on load and
+  it returns int32 character ids over the fixed vocabulary ``TEXT_VOCAB`` with a
+  deterministic split (the last 10% held out for validation);
 * :func:`check_dataset` is the gate every training entry point calls: it rejects NaN or
   infinite inputs, mismatched lengths and labels outside ``[0, num_classes)`` with a
   ValueError that names the problem.
 """
 from __future__ import annotations
 
+import gzip
+import hashlib
 import math
 from importlib import resources
 from typing import NamedTuple
@@ -312,3 +319,136 @@ def _check_batch(n: int, batch_size: int) -> None:
         raise ValueError(f"the data set is empty (n={n})")
     if not 1 <= batch_size <= n:
         raise ValueError(f"batch_size must lie in [1, {n}] for a data set of {n} examples, got {batch_size}")
+
+
+# --------------------------------------------------------------------------- text
+
+TEXT_VOCAB = "\n" + "".join(chr(c) for c in range(32, 127))  # newline, then printable ASCII ' '..'~'
+TEXT_SHA256 = "a3e454edf364af0f5805011237c451412ab9a5029d3da79f500e3069661a0f0b"  # of the decompressed text
+TEXT_FILE = "datasets/python_stdlib.txt.gz"
+
+
+class Text(NamedTuple):
+    """A character-level corpus: ``text`` split into ``train`` and ``validation`` ids.
+
+    ``vocab[i]`` is the character with id i; ``train`` is ``encode(text)[:n - n_val]`` and
+    ``validation`` the last n_val ids, both int32 arrays of shape (n,)."""
+    text: str
+    vocab: str
+    train: Array        # (n - n_val,) int32
+    validation: Array   # (n_val,) int32
+
+    def encode(self, text: str) -> np.ndarray:
+        """Ids of ``text``'s characters, int32 (n,); a character outside the vocabulary raises."""
+        return encode_text(text, self.vocab)
+
+    def decode(self, ids) -> str:
+        """The string whose characters have the given ids (an int array of shape (n,))."""
+        return "".join(np.asarray(list(self.vocab))[np.asarray(ids)])
+
+
+def encode_text(text: str, vocab: str = TEXT_VOCAB) -> np.ndarray:
+    """``text`` as int32 ids into ``vocab`` (id i is ``vocab[i]``), shape (len(text),).
+
+    A character outside ``vocab`` raises a ValueError naming it (never a silent id)."""
+    if len(set(vocab)) != len(vocab):
+        raise ValueError(f"vocab has repeated characters: {vocab!r}")
+    bad = sorted(set(text) - set(vocab))
+    if bad:
+        raise ValueError(f"text has {len(bad)} character(s) outside the vocabulary: {bad[:10]}")
+    codes = np.frombuffer(text.encode("utf-32-le"), np.uint32)   # one code point per character
+    table = np.zeros(max(map(ord, vocab), default=0) + 1, np.int32)
+    table[[ord(c) for c in vocab]] = np.arange(len(vocab), dtype=np.int32)
+    return table[codes]
+
+
+def decode_text_file(packed: bytes) -> str:
+    """The text of a gzip-compressed corpus file, after checking its SHA-256 against ``TEXT_SHA256``."""
+    raw = gzip.decompress(packed)
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != TEXT_SHA256:
+        raise ValueError(f"python_stdlib.txt.gz has changed: its text has sha256 {digest}, "
+                         f"expected {TEXT_SHA256} (regenerate with lab/datasets/make_text.py "
+                         "and update TEXT_SHA256)")
+    return raw.decode("ascii")
+
+
+def load_text(*, validation_fraction: float = 0.1) -> Text:
+    """A ~1 MB character-level corpus: 14 Python standard-library modules (PSF licence).
+
+    The text ships inside the package (``lab/datasets/python_stdlib.txt.gz``, made by
+    ``lab/datasets/make_text.py``; source and licence in ``lab/datasets/TEXT_LICENSE.md``)
+    and never touches the network; its SHA-256 is checked on every load.  The vocabulary
+    is the fixed string ``TEXT_VOCAB`` (96 characters: newline and printable ASCII, id
+    = position), the same whatever the split.  The split is deterministic: the last
+    ``round(validation_fraction * n)`` characters are held out for validation, the rest
+    (the first ones) are for training.  Returns a :class:`Text`."""
+    if not 0.0 < validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must lie in (0, 1), got {validation_fraction}")
+    with resources.files("lab").joinpath(TEXT_FILE).open("rb") as fh:
+        text = decode_text_file(fh.read())
+    ids = encode_text(text, TEXT_VOCAB)
+    n_val = int(round(validation_fraction * ids.size))
+    if n_val == 0 or n_val == ids.size:
+        raise ValueError(f"validation_fraction={validation_fraction} leaves an empty split of {ids.size} characters")
+    return Text(text, TEXT_VOCAB, jnp.asarray(ids[:-n_val]), jnp.asarray(ids[-n_val:]))
+
+
+# --------------------------------------------------------------------------- MNIST-1D, breast cancer
+
+BREAST_CANCER_FILE = "datasets/breast_cancer.npz"
+BREAST_CANCER_SHA256 = "e534f129789c8c5a6ef9facd53cd98b5fcf46481de1da69b152f89c86fbfc048"
+_MNIST1D_CACHE: dict = {}  # lab.mnist1d.Mnist1dArgs -> lab.mnist1d.Mnist1d, filled on first use
+
+
+def load_mnist1d(seed: int = 42, *, dtype=jnp.float32, **options) -> tuple[Array, Array, Array, Array]:
+    """MNIST-1D (Greydanus 2020, arXiv:2011.14439): returns ``(x_train, y_train, x_test, y_test)``.
+
+    With the defaults, the paper's data set: ``x`` of shape (4000, 40) and (1000, 40) in
+    ``dtype`` (standardised over the whole set), ``y`` int32 digit labels 0..9.  Nothing
+    ships: :func:`lab.mnist1d.generate` makes the arrays from ``seed`` on the first call
+    for given arguments (about 1 s of NumPy) and they are cached in memory for the rest
+    of the process.  ``options`` are further generator arguments, the fields of
+    :class:`lab.mnist1d.Mnist1dArgs` (``num_samples``, ``shuffle_seq``, ...); an unknown
+    name or an invalid value raises ValueError."""
+    from lab import mnist1d
+    args = mnist1d.arguments(seed=seed, **options)
+    if args not in _MNIST1D_CACHE:
+        _MNIST1D_CACHE[args] = mnist1d.generate(args)
+    d = _MNIST1D_CACHE[args]
+    return (jnp.asarray(d.x, dtype=dtype), jnp.asarray(d.y, dtype=jnp.int32),
+            jnp.asarray(d.x_test, dtype=dtype), jnp.asarray(d.y_test, dtype=jnp.int32))
+
+
+def load_breast_cancer(*, dtype=jnp.float32) -> tuple[Array, Array]:
+    """Breast Cancer Wisconsin (Diagnostic) (Street, Wolberg & Mangasarian 1993; UCI): 569 x 30.
+
+    Returns ``(x, y)``: ``x`` (569, 30) in ``dtype``, the raw features (not standardised:
+    their scales run from 1e-3 to 4e3, so fit :func:`fit_standardizer` on the training
+    part and :func:`standardize` before training); ``y`` int32 (569,) with scikit-learn's
+    coding, 0 = malignant (212) and 1 = benign (357).  The file ships inside the package
+    (``lab/datasets/breast_cancer.npz``, scikit-learn's copy, BSD-3; source and licence in
+    ``lab/datasets/BREAST_CANCER_LICENSE.md``); its SHA-256 is checked against
+    ``BREAST_CANCER_SHA256`` on every load.  Column names: :func:`breast_cancer_feature_names`."""
+    arrays = _read_breast_cancer()
+    return jnp.asarray(arrays["features"], dtype=dtype), jnp.asarray(arrays["labels"], dtype=jnp.int32)
+
+
+def breast_cancer_feature_names() -> tuple[str, ...]:
+    """The names of :func:`load_breast_cancer`'s 30 columns, "mean radius" to "worst fractal dimension"."""
+    return tuple(str(name) for name in _read_breast_cancer()["feature_names"])
+
+
+def _read_breast_cancer() -> dict[str, np.ndarray]:
+    import hashlib
+    import io
+    raw = resources.files("lab").joinpath(BREAST_CANCER_FILE).read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != BREAST_CANCER_SHA256:
+        raise ValueError(f"breast_cancer.npz has changed: sha256 {digest}, expected {BREAST_CANCER_SHA256}")
+    with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+        arrays = {name: z[name] for name in z.files}
+    if arrays["features"].shape != (569, 30) or arrays["labels"].shape != (569,):
+        raise ValueError(f"breast_cancer.npz is damaged: features {arrays['features'].shape}, "
+                         f"labels {arrays['labels'].shape}")
+    return arrays

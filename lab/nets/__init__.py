@@ -38,10 +38,15 @@ ignore state and use the plain pair; a net with BatchNorm must use the stateful 
 
 Modules: ``core`` (Layer, serial, Residual, param_count), ``layers`` (Dense, Conv2D,
 pools, Flatten, activations, PReLU), ``stochastic`` (Dropout, DropConnect),
-``normalization`` (BatchNorm, LayerNorm), ``recurrent`` (SimpleRNN, LSTM) and
-``builders`` (mlp, cnn, rnn, lstm, rbf_network, perceptron).
+``normalization`` (BatchNorm, LayerNorm), ``recurrent`` (SimpleRNN, LSTM), ``attention``
+(Embedding, PositionalEmbedding, CausalSelfAttention, TransformerBlock; token ids (B, T)
+of an integer dtype, activations (B, T, D)) and ``builders`` (mlp, cnn, rnn, lstm,
+transformer_lm, rbf_network, perceptron).
 """
-from lab.nets.builders import RBF, cnn, lstm, mlp, perceptron, perceptron_update, rbf_network, rnn
+from lab.nets.attention import (CausalSelfAttention, Embedding, PositionalEmbedding, TransformerBlock,
+                                causal_softmax)
+from lab.nets.builders import (RBF, cnn, lstm, mlp, perceptron, perceptron_update, rbf_network, rnn,
+                               transformer_lm)
 from lab.nets.core import Layer, Residual, param_count, serial, stateless
 from lab.nets.layers import (
     Activation,
@@ -75,5 +80,6 @@ __all__ = [
     "Activation", "Identity", "Step", "Sigmoid", "Tanh", "Relu", "LeakyRelu", "Elu", "Gelu",
     "Swish", "Silu", "Softplus", "Softmax", "LogSoftmax", "PReLU",
     "Dropout", "DropConnect", "BatchNorm", "LayerNorm", "SimpleRNN", "LSTM", "RBF",
-    "mlp", "cnn", "rnn", "lstm", "rbf_network", "perceptron", "perceptron_update",
+    "Embedding", "PositionalEmbedding", "CausalSelfAttention", "TransformerBlock", "causal_softmax",
+    "mlp", "cnn", "rnn", "lstm", "transformer_lm", "rbf_network", "perceptron", "perceptron_update",
 ]

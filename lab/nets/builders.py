@@ -1,8 +1,10 @@
-"""Ready-made networks built from the layers: mlp, cnn, rnn, lstm, rbf_network, perceptron.
+"""Ready-made networks built from the layers: mlp, cnn, rnn, lstm, transformer_lm, rbf_network,
+perceptron.
 
 Every builder returns a ``Layer`` (see ``lab.nets``); the input size always comes from
 ``in_shape`` at init, never from the builder's arguments (except ``perceptron``, whose
-classic learning rule is written for a fixed number of inputs).
+classic learning rule is written for a fixed number of inputs, and ``transformer_lm``,
+whose input is token ids rather than features).
 
 The perceptron (Rosenblatt 1958) is the one model here that is *not* trained by
 gradient descent: its step activation has zero derivative almost everywhere, so
@@ -23,9 +25,10 @@ from jax import lax
 
 from lab import activations
 from lab import init as initializers
+from lab.nets.attention import Embedding, PositionalEmbedding, TransformerBlock
 from lab.nets.core import Layer, check_features, serial, stateless
 from lab.nets.layers import Activation, Conv2D, Dense, Flatten, InitSpec, MaxPool
-from lab.nets.normalization import BatchNorm
+from lab.nets.normalization import BatchNorm, LayerNorm
 from lab.nets.recurrent import LSTM, SimpleRNN
 from lab.nets.stochastic import Dropout
 
@@ -88,6 +91,22 @@ def rnn(hidden: int, out: int, return_sequences: bool = False, activation: str |
 def lstm(hidden: int, out: int, return_sequences: bool = False, forget_bias: float = 1.0) -> Layer:
     """LSTM over (N, T, F) followed by a Dense readout; shapes as for ``rnn``."""
     return serial(LSTM(hidden, return_sequences, forget_bias), Dense(out))
+
+
+def transformer_lm(vocab: int, dim: int, heads: int, layers: int, max_len: int,
+                   hidden: int | None = None) -> Layer:
+    """Decoder-only transformer language model (GPT-2's layout): ids (B, T) -> logits (B, T, vocab).
+
+    Embedding(vocab, dim) -> PositionalEmbedding(max_len, dim) -> ``layers`` pre-norm
+    TransformerBlock(dim, heads, hidden) -> LayerNorm -> Dense(vocab) (an untied
+    unembedding).  ``hidden`` defaults to 4 dim; T <= max_len.  The logits at t depend on
+    the ids 0..t only; the next-token loss per token is
+    ``softmax_cross_entropy_with_integer_labels(logits[:, :-1].reshape(-1, vocab),
+    ids[:, 1:].reshape(-1))``.  Params: a tuple of ``layers + 4`` entries, one per stage."""
+    if not isinstance(layers, int) or isinstance(layers, bool) or layers < 0:
+        raise ValueError(f"transformer_lm: layers must be an int >= 0, got {layers!r}")
+    blocks = [TransformerBlock(dim, heads, hidden) for _ in range(layers)]
+    return serial(Embedding(vocab, dim), PositionalEmbedding(max_len, dim), *blocks, LayerNorm(), Dense(vocab))
 
 
 def RBF(centers: int | Array, gamma: float = 1.0,
