@@ -4,7 +4,8 @@ params and not all zero, and a short sweep through the engine lowers its loss in
 Each row of ``CASES`` is a builder, or a layer inside the smallest net that gives it
 something to learn, with the view of the data it reads and its loss.  The data are the
 first 256 real 8x8 digits: flat (N, 64), as NHWC images (N, 8, 8, 1) or as sequences of 8
-rows of 8 pixels (N, 8, 8).  Every loss runs its net in training mode with a key, so
+rows of 8 pixels (N, 8, 8), or as 64 tokens (each pixel's intensity level 0..16, for the
+embedding and transformer layers).  Every loss runs its net in training mode with a key, so
 Dropout and DropConnect draw fresh masks each step; the evaluation runs it in test mode
 (no masks, DropConnect's expected weights).
 
@@ -44,7 +45,9 @@ from tests.helpers import assert_tree_allclose
 KEY = jax.random.key(0)
 N = 256
 X, Y = (np.asarray(a)[:N] for a in data.load_digits())   # (256, 64) float32 in [0, 1], (256,) int32
-VIEWS = {"flat": (64,), "images": (8, 8, 1), "rows": (8, 8)}   # example shape; rows: 8 steps of 8 pixels
+VIEWS = {"flat": (64,), "images": (8, 8, 1), "rows": (8, 8), "tokens": (64,)}
+# example shapes; rows: 8 steps of 8 pixels; tokens: the 64 pixels as ids 0..16 (intensity levels)
+LEVELS = 17
 
 
 class Case(NamedTuple):
@@ -82,6 +85,10 @@ CASES = [
     Case("DropConnect", nets.serial(nets.DropConnect(32, 0.3), nets.Relu, nets.Dense(10))),
     Case("Residual", nets.serial(nets.Dense(16), nets.Residual(nets.Dense(16), nets.Tanh), nets.Dense(10))),
     Case("PReLU", nets.serial(nets.Dense(16), nets.PReLU(0.5), nets.Dense(10))),
+    Case("CausalSelfAttention", nets.serial(nets.Dense(16), nets.CausalSelfAttention(16, 2), nets.Flatten,
+                                            nets.Dense(10)), "rows"),
+    Case("TransformerBlock", nets.serial(nets.Embedding(LEVELS, 8), nets.PositionalEmbedding(64, 8),
+                                         nets.TransformerBlock(8, 2, 16), nets.Flatten, nets.Dense(10)), "tokens"),
 ]
 IDS = [case.name for case in CASES]
 LEARNING_RATES, SEEDS, STEPS, EVAL_EVERY, BATCH = (0.01, 0.03), 2, 40, 5, 32
@@ -119,6 +126,8 @@ def case_loss(case, params, state, x, y, key, *, train=True):
     """The case's loss on a batch of flat digits ``x`` with labels ``y``; ``state`` is the
     net's initial state (BatchNorm's, else empty)."""
     x = x.reshape((x.shape[0],) + VIEWS[case.view])
+    if case.view == "tokens":
+        x = jnp.round(x * (LEVELS - 1)).astype(jnp.int32)
     out, _ = case.net.apply_with_state(params, state, x, key=key, train=train)
     if case.loss == "softmax":
         return losses.softmax_cross_entropy_with_integer_labels(out, y)
