@@ -238,8 +238,9 @@ def main() -> int:
                  lambda: trial_write_failure(folder, rng, reference, "read-only"))]:
             good = 0
             for _ in range(args.trials):
-                for stale in folder.glob("[!r]*.sqlite*"):
-                    stale.unlink()
+                for stale in folder.glob("*.sqlite*"):   # a fresh database per trial
+                    if not stale.name.startswith("reference.sqlite"):
+                        stale.unlink()
                 good += bool(trial())
             rows.append((name, good, args.trials))
             print(f"{name}: {good}/{args.trials}", flush=True)
