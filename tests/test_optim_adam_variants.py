@@ -20,15 +20,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from jax import lax
 
 from lab.optim import adam_variants as av
-from lab.optim.base import apply_updates
 from lab.optim.schedules import linear_schedule
 from tests.helpers import assert_tree_allclose
-from tests.test_optim_equivalence import SCHEDULE, TREE_MASK, matrices_only, run_rows
-
-FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
+from tests.optim_checks import (RANGE, assert_kept, bad_input_test, check_every_step,
+                                check_factories_sweep, check_inside_optax_chain, float_dtypes,
+                                last_step, tree_params)
+from tests.test_optim_equivalence import (FAST_COMPILE, SCHEDULE, TREE_MASK, matrices_only,
+                                          run_rows)
 ALPHA_WARMUP = linear_schedule(0.0, 5.0, 100)  # lab schedules: float64 under x64
 B3_WARMUP = linear_schedule(0.9, 0.9999, 100)
 ALL_CASES = [("mixed", "float64"), ("mlp", "float64"), ("mlp", "float32")]
@@ -67,19 +67,7 @@ def test_matches_optax_contrib_every_step(name):
             continue
         results = run_rows(rows, library=av, cases=cases)
         assert set(results) == {f"{p}/{d}" for p, d in cases}
-        for case, per_row in results.items():
-            dtype = jnp.dtype(case.split("/")[1])
-            for (_, kwargs), (lp, ls, rp, rs) in zip(rows, per_row):
-                label = f"{name}({kwargs}) on {case}"
-                assert {x.dtype for x in jax.tree.leaves(lp)} == {dtype}, label
-                assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(lp)), label
-                assert len(ls) == len(rs), f"{label}: {len(ls)} state leaves, reference {len(rs)}"
-                # leaves are stacked over the 200 steps, so this compares every step
-                assert_tree_allclose(lp, rp, err_msg=f"{label}: params")
-                assert_tree_allclose(ls, rs, err_msg=f"{label}: state")
-                first, last = (jax.tree.map(lambda x, i=i: x[i], lp) for i in (0, -1))
-                assert not all(np.allclose(a, b) for a, b in
-                               zip(jax.tree.leaves(first), jax.tree.leaves(last))), label
+        check_every_step(rows, results)
 
 
 TWINS = [(getattr(av, name), getattr(optax.contrib, name)) for name in [
@@ -107,25 +95,6 @@ def test_adopt_default_clip_bound_is_optax_s():
 
 
 # ---------------------------------------------------------------------- properties
-
-
-def tree_params(dtype=jnp.float64):
-    return {"s": jnp.asarray(1.5, dtype), "v": jnp.asarray([1.0, -2.0, 0.5], dtype),
-            "nested": {"m": jnp.asarray([[0.3, -0.7], [1.1, 0.2]], dtype)}}
-
-
-def tree_loss(p):
-    return 0.5 * p["s"] ** 2 + jnp.sum(p["v"] ** 2) + jnp.sum(jnp.cos(p["nested"]["m"]))
-
-
-def train(opt, params, steps):
-    def step(carry, _):
-        params, state = carry
-        grads = jax.grad(tree_loss)(params)
-        updates, state = opt.update(grads, state, params)
-        return (apply_updates(params, updates), state), None
-
-    return lax.scan(step, (params, opt.init(params)), None, length=steps)[0]
 
 
 def test_adopt_first_step_is_zero_and_second_is_the_clipped_normalised_gradient():
@@ -157,70 +126,31 @@ def test_dtypes_and_structure_kept(dtype):
     makers = dict(FACTORIES,
                   ademamix_mu_dtype=lambda lr, h: av.ademamix(lr * 1e-2, mu_dtype=other),
                   adopt_mu_dtype=lambda lr, h: av.adopt(lr * 1e-2, mu_dtype=other))
-
-    def two_steps(make):
-        opt, p = make(1.0, 0.9), params
-        state = opt.init(p)
-        for _ in range(2):
-            updates, state = opt.update(jax.grad(tree_loss)(p), state, p)
-            p = apply_updates(p, updates)
-        return updates, p, state
-
-    results = jax.jit(lambda: {name: two_steps(make) for name, make in makers.items()},
+    results = jax.jit(lambda: {name: last_step(make(1.0, 0.9), params)
+                               for name, make in makers.items()},
                       compiler_options=FAST_COMPILE)()
     for name, (updates, new_params, state) in results.items():
-        assert jax.tree.structure(updates) == jax.tree.structure(params), name
-        assert jax.tree.structure(new_params) == jax.tree.structure(params), name
-        assert {x.dtype for x in jax.tree.leaves((updates, new_params))} == {jnp.dtype(dtype)}
-        floats = [x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.floating)]
+        assert_kept(params, updates, new_params, label=name)
         if name == "adopt_mu_dtype":  # ScaleByAdamState(count, mu, nu): only mu is mu_dtype
-            assert {x.dtype for x in jax.tree.leaves(state[0].mu)} == {jnp.dtype(other)}
-            assert {x.dtype for x in jax.tree.leaves(state[0].nu)} == {jnp.dtype(dtype)}
+            assert float_dtypes(state[0].mu) == {jnp.dtype(other)}
+            assert float_dtypes(state[0].nu) == {jnp.dtype(dtype)}
         else:
             state_dtype = other if name == "ademamix_mu_dtype" else dtype
-            assert {x.dtype for x in floats} == {jnp.dtype(state_dtype)}, name
-        assert not np.allclose(new_params["v"], params["v"]), name
+            assert float_dtypes(state) == {jnp.dtype(state_dtype)}, name
 
 
 def test_vmap_over_hyperparameters_equals_a_loop_and_compiles_once():
-    params = tree_params()
-    lrs, others = jnp.asarray([0.5, 1.0, 2.0]), jnp.asarray([0.5, 0.9, 0.99])
-
-    def all_optimizers(lr, h):
-        return {name: train(make(lr, h), params, 20)[0] for name, make in FACTORIES.items()}
-
-    swept = jax.jit(jax.vmap(all_optimizers), compiler_options=FAST_COMPILE)(lrs, others)
-    one = jax.jit(all_optimizers, compiler_options=FAST_COMPILE)
-    looped = jax.tree.map(lambda *xs: jnp.stack(xs), *[one(a, b) for a, b in zip(lrs, others)])
-    assert one._cache_size() == 1  # new hyperparameter values, no recompilation
-    assert_tree_allclose(swept, looped)
-    for name in FACTORIES:  # and the sweep is a sweep
-        assert not np.allclose(swept[name]["v"][0], swept[name]["v"][2]), name
+    check_factories_sweep(FACTORIES, jnp.asarray([0.5, 1.0, 2.0]), jnp.asarray([0.5, 0.9, 0.99]))
 
 
 def test_inside_optax_chain_matches_the_optax_twin():
-    params = tree_params()
-    pairs = [(av.adopt(0.01), optax.contrib.adopt(0.01)),
-             (av.ademamix(0.01), optax.contrib.ademamix(0.01)),
-             (av.simplified_ademamix(1e-3), optax.contrib.simplified_ademamix(1e-3)),
-             (av.madgrad(0.01), optax.contrib.madgrad(0.01))]
-
-    def run():
-        out = []
-        for ours, theirs in pairs:
-            a = train(optax.chain(optax.clip_by_global_norm(1.0), ours), params, 30)
-            with jax.numpy_dtype_promotion("standard"):  # optax mixes int32 and floats
-                b = train(optax.chain(optax.clip_by_global_norm(1.0), theirs), params, 30)
-            out.append((a, b))
-        return out
-
-    for (pa, sa), (pb, sb) in jax.jit(run, compiler_options=FAST_COMPILE)():
-        assert_tree_allclose(pa, pb)
-        assert_tree_allclose(jax.tree.leaves(sa), jax.tree.leaves(sb))
-        assert not np.allclose(pa["v"], params["v"])  # it moved
+    check_inside_optax_chain([(av.adopt(0.01), optax.contrib.adopt(0.01)),
+                              (av.ademamix(0.01), optax.contrib.ademamix(0.01)),
+                              (av.simplified_ademamix(1e-3),
+                               optax.contrib.simplified_ademamix(1e-3)),
+                              (av.madgrad(0.01), optax.contrib.madgrad(0.01))])
 
 
-RANGE = "is outside its valid range"
 BAD = [  # (factory, kwargs, message)
     (av.adopt, dict(learning_rate=-1e-3), rf"adopt: learning_rate=-0.001 {RANGE} \[0, inf\)"),
     (av.adopt, dict(learning_rate=1e-3, b1=1.0), rf"adopt: b1=1.0 {RANGE} \[0, 1\)"),
@@ -239,10 +169,7 @@ BAD = [  # (factory, kwargs, message)
 ]
 
 
-@pytest.mark.parametrize("factory,kwargs,message", BAD, ids=[m[:32] for _, _, m in BAD])
-def test_bad_hyperparameters_raise_naming_the_argument(factory, kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        factory(**kwargs)
+test_bad_hyperparameters_raise_naming_the_argument = bad_input_test(BAD)
 
 
 def test_schedules_and_arrays_are_not_range_checked():

@@ -17,8 +17,9 @@ from lab.optim import aliases
 from lab.optim.base import apply_updates
 from lab.optim.natural_gradient import KfacState, kfac
 from tests.helpers import assert_tree_allclose
+from tests.optim_checks import assert_kept, bad_input_test, check_sweep, float_dtypes
+from tests.test_optim_equivalence import FAST_COMPILE
 
-FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 CE = losses.softmax_cross_entropy_with_integer_labels
 
 
@@ -293,10 +294,8 @@ def test_kfac_lowers_a_digits_mlp_loss_faster_per_step_than_sgd():
 
 def test_a_vmap_over_learning_rates_compiles_once_and_equals_separate_runs():
     net, params, x, y = two_layer_mlp()
-    traces = []
 
     def run(lr):
-        traces.append(1)  # runs only while tracing
         opt = kfac(lr, net=net, loss=CE, key=jax.random.key(2), precondition_frequency=2)
 
         def body(carry, _):
@@ -308,13 +307,7 @@ def test_a_vmap_over_learning_rates_compiles_once_and_equals_separate_runs():
         (p, s), _ = jax.lax.scan(body, (params, opt.init(params)), None, length=5)
         return p, s.damping
 
-    lrs = jnp.asarray([0.1, 0.3, 1.0])
-    swept = jax.jit(jax.vmap(run), compiler_options=FAST_COMPILE)(lrs)
-    assert len(traces) == 1
-    one = jax.jit(run, compiler_options=FAST_COMPILE)
-    looped = jax.tree.map(lambda *xs: jnp.stack(xs), *[one(lr) for lr in lrs])
-    assert_tree_allclose(swept, looped, rtol=1e-10)
-    assert not np.allclose(swept[0][0]["w"][0], swept[0][0]["w"][2])
+    check_sweep(run, jnp.asarray([0.1, 0.3, 1.0]), rtol=1e-10)
 
 
 def test_float32_params_keep_float32_updates_and_state():
@@ -325,10 +318,8 @@ def test_float32_params_keep_float32_updates_and_state():
     for fisher in ("sampled", "exact"):
         updates, state, _ = step_once(net, CE, params, x, y, fisher=fisher,
                                       key=jax.random.key(0))
-        assert {u.dtype for u in jax.tree.leaves(updates)} == {jnp.dtype(jnp.float32)}
-        floats = {s.dtype for s in jax.tree.leaves(state) if jnp.issubdtype(s.dtype, jnp.floating)}
-        assert floats == {jnp.dtype(jnp.float32)}
-        assert all(np.isfinite(np.asarray(u)).all() for u in jax.tree.leaves(updates))
+        assert_kept(params, updates, label=fisher)
+        assert float_dtypes(state) == {jnp.dtype(jnp.float32)}
         assert isinstance(state, KfacState)
 
 
@@ -348,7 +339,8 @@ def test_inside_optax_chain_with_extra_args():
     assert float(optax.tree.norm(u_chain)) == pytest.approx(0.05, rel=1e-12)
 
 
-BAD_BUILDS = [  # (keyword arguments, message fragment)
+BASE = dict(net=nets.serial(nets.Dense(2)), loss=CE, key=jax.random.key(0))
+BAD_BUILDS = [(kfac, {**BASE, **kwargs}, message) for kwargs, message in [
     (dict(fisher="hessian"), "fisher must be one of"),
     (dict(key=None), "needs key"),
     (dict(loss=losses.huber), "sample_targets"),
@@ -358,14 +350,9 @@ BAD_BUILDS = [  # (keyword arguments, message fragment)
     (dict(omega=0.5), "omega=0.5"),
     (dict(learning_rate=-1.0), "learning_rate=-1.0"),
     (dict(net=lambda x: x), "net must be a lab.nets Layer"),
-]
+]]
 
-
-@pytest.mark.parametrize("kwargs,message", BAD_BUILDS, ids=[m for _, m in BAD_BUILDS])
-def test_bad_hyperparameters_raise_when_built(kwargs, message):
-    base = dict(net=nets.serial(nets.Dense(2)), loss=CE, key=jax.random.key(0))
-    with pytest.raises(ValueError, match=message):
-        kfac(**{**base, **kwargs})
+test_bad_hyperparameters_raise_when_built = bad_input_test(BAD_BUILDS)
 
 
 BAD_NETS = [

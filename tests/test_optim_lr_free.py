@@ -23,13 +23,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from jax import lax
 
 import lab.optim as lo
 import tests.test_optim_equivalence as eq
 from lab.optim import lr_free as lf
 from lab.optim import averaging as sf
 from tests.helpers import assert_tree_allclose
+from tests.optim_checks import (RANGE, Lane, assert_kept, bad_input_test, check_every_step,
+                                float_dtypes, largest_change, last_step, run_lanes, train,
+                                tree_loss, tree_params)
 
 SCHEDULE = eq.SCHEDULE  # -> lab exponential_decay(0.01, 40, 0.5), for both libraries
 FAST_COMPILE = eq.FAST_COMPILE
@@ -111,29 +113,16 @@ def run_forced(rows, library, dtype="float64"):
     """``eq.run_rows``'s record for the MLP in ``dtype``, every step's reference update
     taken from our params (same gradient, its own state)."""
     params0, grad_fn = eq.mlp_problem(jnp.dtype(dtype))
-    ours = [eq.build(library, name, kwargs, params0) for name, kwargs in rows]
+
+    def inputs(params, t):
+        grads, value = grad_fn(params, t)
+        return grads, {"value": value}
+
     with jax.numpy_dtype_promotion("standard"):
         refs = [eq.build(optax, name, kwargs, params0) for name, kwargs in rows]
-        ref_states = [ref.init(params0) for ref in refs]
-
-    def step(carry, t):
-        new_carry, record = [], []
-        for opt, ref, (params, state, ref_state) in zip(ours, refs, carry):
-            grads, value = grad_fn(params, t)
-            with jax.numpy_dtype_promotion("standard"):
-                updates, ref_state = ref.update(grads, ref_state, params, value=value)
-                ref_params = optax.apply_updates(params, updates)
-            updates, state = opt.update(grads, state, params, value=value)
-            params = lo.apply_updates(params, updates)
-            new_carry.append((params, state, ref_state))
-            record.append((params, eq.comparable_leaves(state), ref_params,
-                           eq.comparable_leaves(ref_state)))
-        return new_carry, record
-
-    carry = [(params0, opt.init(params0), s) for opt, s in zip(ours, ref_states)]
-    run = jax.jit(lambda: lax.scan(step, carry, jnp.arange(eq.STEPS))[1],
-                  compiler_options=FAST_COMPILE)
-    return {f"mlp/{dtype} (forced)": run()}
+    return run_lanes([Lane(f"mlp/{dtype} (forced)", eq.build(library, name, kwargs, params0),
+                           ref, params0, inputs, forced=True)
+                      for (name, kwargs), ref in zip(rows, refs)])
 
 
 @pytest.fixture
@@ -157,12 +146,6 @@ def eval_params_every_step(name, kwargs, case, lab_leaves, lab_params, ref_leave
     return jax.vmap(sf.schedule_free_eval_params)(lab_state, lab_params), ref_eval
 
 
-def largest_change(stacked, base) -> float:
-    """max |x - base| over all leaves and steps (leaves stacked over the steps)."""
-    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(b))))
-               for x, b in zip(jax.tree.leaves(stacked), jax.tree.leaves(base)))
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_matches_optax_contrib_every_step(name, wrapper_references):
     rows = [row for row in ROWS if row[0] == name]
@@ -173,22 +156,15 @@ def test_matches_optax_contrib_every_step(name, wrapper_references):
     else:
         results = eq.run_rows(rows, LAB)
     assert len(results) == 3
-    for case, per_row in results.items():
-        dtype = jnp.dtype(case.split("/")[1].split()[0])
-        for (_, kwargs), (lp, ls, rp, rs) in zip(rows, per_row):
-            label = f"{name}({kwargs}) on {case}"
-            assert jax.tree.map(lambda x: x.dtype, lp) == jax.tree.map(lambda x: dtype, lp), label
-            assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(lp)), label
-            assert len(ls) == len(rs), f"{label}: state has {len(ls)} leaves, reference {len(rs)}"
-            # every leaf is stacked over the steps, so this compares every step
-            assert_tree_allclose(lp, rp, err_msg=f"{label}: params")
-            assert_tree_allclose(ls, rs, err_msg=f"{label}: state")
-            assert largest_change(lp, jax.tree.map(lambda x: x[:1], lp)) > 1e-6, \
-                f"{label}: the params never moved"
-            if name in SCHEDULE_FREE:
-                ours, ref = eval_params_every_step(name, kwargs, case, ls, lp, rs, rp)
-                assert_tree_allclose(ours, ref, err_msg=f"{label}: eval params")
-                assert largest_change(ours, lp) > 1e-6, f"{label}: eval params are the params"
+
+    def eval_params_too(row, case, record, where):
+        if name in SCHEDULE_FREE:
+            lp, ls, rp, rs = record
+            ours, ref = eval_params_every_step(name, row[1], case, ls, lp, rs, rp)
+            assert_tree_allclose(ours, ref, err_msg=f"{where}: eval params")
+            assert largest_change(ours, lp) > 1e-6, f"{where}: eval params are the params"
+
+    check_every_step(rows, results, moved=1e-6, also=eval_params_too)
 
 
 def test_signatures_and_state_fields_match_optax_contrib():
@@ -240,17 +216,6 @@ def quadratic(x):
     return 0.5 * jnp.sum(jnp.asarray([1.0, 10.0]) * x * x)
 
 
-def train(opt, x0, steps, loss=quadratic):
-    """``steps`` steps of ``opt`` on ``loss`` from ``x0``; the final (params, state)."""
-    def step(carry, _):
-        x, state = carry
-        value, grads = jax.value_and_grad(loss)(x)
-        updates, state = opt.update(grads, state, x, value=value)
-        return (lo.apply_updates(x, updates), state), None
-
-    return lax.scan(step, (x0, opt.init(x0)), None, length=steps)[0]
-
-
 # (name, optimizer, the learned scale from the final state, its range / D, error / D bound)
 SCALE_FREE = [
     ("prodigy", lf.prodigy(), lambda s: s.estim_lr, (0.3, 0.7), 1e-5),
@@ -266,7 +231,8 @@ def test_learned_step_follows_the_distance_to_the_solution():
     0.014-0.031), and every run gets within the stated fraction of D of the minimum
     (measured 1e-6, 2e-7, 0.014), where a fixed learning rate would suit one D only."""
     distances = (0.01, 1.0, 100.0)
-    run = jax.jit(lambda: [[train(opt, d * jnp.asarray([1.0, -1.0]), 300) for d in distances]
+    run = jax.jit(lambda: [[train(opt, d * jnp.asarray([1.0, -1.0]), 300, quadratic)
+                            for d in distances]
                            for _, opt, _, _, _ in SCALE_FREE], compiler_options=FAST_COMPILE)
     for (name, _, scale, (low, high), bound), finals in zip(SCALE_FREE, run()):
         for d, (x, state) in zip(distances, finals):
@@ -291,7 +257,7 @@ QUADRATIC = [
 
 def test_convergence_on_a_quadratic():
     x0 = jnp.asarray([1.0, -1.0])
-    finals = jax.jit(lambda: [train(opt, x0, 500) for _, opt, _ in QUADRATIC],
+    finals = jax.jit(lambda: [train(opt, x0, 500, quadratic) for _, opt, _ in QUADRATIC],
                      compiler_options=FAST_COMPILE)()
     slow = {}
     for (name, _, tol), (x, state) in zip(QUADRATIC, finals):
@@ -304,15 +270,6 @@ def test_convergence_on_a_quadratic():
 
 
 # ---------------------------------------------------------------------- properties
-
-
-def tree_params(dtype=jnp.float64):
-    return {"s": jnp.asarray(1.5, dtype), "v": jnp.asarray([1.0, -2.0, 0.5], dtype),
-            "nested": {"m": jnp.asarray([[0.3, -0.7], [1.1, 0.2]], dtype)}}
-
-
-def tree_loss(p):
-    return 0.5 * p["s"] ** 2 + jnp.sum(p["v"] ** 2) + jnp.sum(jnp.cos(p["nested"]["m"]))
 
 
 def build_all(h):
@@ -340,24 +297,13 @@ HYPER = dict(lr=0.05, b1=0.8, b2=0.99, eps=1e-6, wd=0.01, power=1.5, scale=1.0, 
 
 def test_structure_and_float32_kept_and_jit_equals_eager():
     params = tree_params(jnp.float32)
-
-    def two_steps(opt, params):
-        state = opt.init(params)
-        for _ in range(2):
-            value, grads = jax.value_and_grad(tree_loss)(params)
-            updates, state = opt.update(grads, state, params, value=value)
-            params = lo.apply_updates(params, updates)
-        return updates, params, state
-
     for name, opt in build_all(HYPER).items():
-        updates, new_params, state = two_steps(opt, params)
-        for tree in (updates, new_params):
-            assert jax.tree.structure(tree) == jax.tree.structure(params), name
-            assert {x.dtype for x in jax.tree.leaves(tree)} == {jnp.dtype(jnp.float32)}, name
-        floats = {x.dtype for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.floating)}
-        assert floats == {jnp.dtype(jnp.float32)}, name
-        jitted = jax.jit(lambda p: two_steps(opt, p), compiler_options=FAST_COMPILE)(params)
-        assert_tree_allclose(jitted[:2], (updates, new_params), err_msg=name)
+        with jax.disable_jit():  # op by op
+            updates, new_params, state = last_step(opt, params)
+        assert_kept(params, updates, new_params, label=name)
+        assert float_dtypes(state) == {jnp.dtype(jnp.float32)}, name
+        jitted = jax.jit(lambda p: last_step(opt, p)[:2], compiler_options=FAST_COMPILE)(params)
+        assert_tree_allclose(jitted, (updates, new_params), err_msg=name)
 
 
 SCALAR_FIELDS = ("b1", "weight_sum", "max_lr", "estim_lr", "numerator_weighted", "r", "m", "v",
@@ -423,7 +369,6 @@ def test_wrappers_forward_extra_arguments_to_their_base():
 
 # ----------------------------------------------------------------------- bad input
 
-RANGE = "is outside its valid range"
 BAD = [  # (factory, kwargs, the message)
     (sf.schedule_free, dict(base_optimizer=lo.sgd(0.1), learning_rate=0.1, b1=0.0),
      rf"schedule_free: b1=0.0 {RANGE} \(0, 1\]"),
@@ -449,10 +394,7 @@ BAD = [  # (factory, kwargs, the message)
 ]
 
 
-@pytest.mark.parametrize("factory,kwargs,message", BAD, ids=[m[:40] for _, _, m in BAD])
-def test_out_of_range_python_hyperparameters_raise_naming_the_argument(factory, kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        factory(**kwargs)
+test_out_of_range_python_hyperparameters_raise_naming_the_argument = bad_input_test(BAD)
 
 
 def test_bad_calls_raise_naming_the_problem():

@@ -15,9 +15,11 @@ import optax
 import optax.contrib
 import pytest
 
-from lab.optim import base
+from lab.optim import base, transforms
 from lab.optim import orthogonal as lab_muon
 from tests.helpers import assert_tree_allclose
+from tests.optim_checks import (assert_kept, bad_input_test, check_every_step,
+                                check_inside_optax_chain, check_sweep, float_dtypes)
 from tests.test_optim_equivalence import (FAST_COMPILE, SCHEDULE, TREE_MASK, comparable_leaves,
                                           run_rows)
 
@@ -44,17 +46,7 @@ ROWS = [
 
 
 def test_muon_matches_optax_every_step():
-    for case, results in run_rows(ROWS, library=lab_muon).items():
-        dtype = jnp.dtype(case.split("/")[1])
-        for (_, kwargs), (lp, ls, rp, rs) in zip(ROWS, results):
-            label = f"muon({kwargs}) on {case}"
-            assert all(x.dtype == dtype for x in jax.tree.leaves(lp)), label
-            assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(lp)), label
-            moved = max(float(jnp.max(jnp.abs(x[-1] - x[0]))) for x in jax.tree.leaves(lp))
-            assert moved > 1e-3, f"{label}: params hardly moved ({moved})"
-            assert len(ls) == len(rs), f"{label}: state has {len(ls)} leaves, reference {len(rs)}"
-            assert_tree_allclose(lp, rp, err_msg=f"{label}: params")
-            assert_tree_allclose(ls, rs, err_msg=f"{label}: state")
+    check_every_step(ROWS, run_rows(ROWS, library=lab_muon), moved=1e-3)
 
 
 def run_free(opt, params, grads, promotion="strict"):
@@ -116,22 +108,22 @@ def test_newton_schulz_maps_singular_values_by_the_quintic():
         assert band[0] <= grid.min() and grid.max() <= band[1], (grid.min(), grid.max())
 
 
-def test_bad_inputs_raise_naming_the_argument():
-    bad = [(dict(learning_rate=-1.0), "learning_rate"), (dict(beta=1.0), "beta"),
-           (dict(eps=-1.0), "eps"), (dict(weight_decay=-0.1), "weight_decay"),
-           (dict(adam_b1=1.0), "adam_b1"), (dict(adam_b2=-0.5), "adam_b2"),
-           (dict(adam_eps_root=-1.0), "adam_eps_root"),
-           (dict(adam_weight_decay=-1.0), "adam_weight_decay"),
-           (dict(adam_learning_rate=-1.0), "adam_learning_rate"),
-           (dict(consistent_rms=-0.2), "consistent_rms"), (dict(ns_steps=0), "ns_steps"),
-           (dict(ns_steps=2.0), "ns_steps"), (dict(ns_coeffs="fast"), "ns_coeffs"),
-           (dict(ns_coeffs=(1.0, 2.0)), "ns_coeffs"),
-           (dict(ns_coeffs="dion", ns_steps=4), "ns_steps"),
-           (dict(preconditioning="newton"), "preconditioning")]
-    for kwargs, name in bad:
-        kwargs = {"learning_rate": 0.01, **kwargs}
-        with pytest.raises(ValueError, match=name):
-            lab_muon.muon(**kwargs)
+BAD = [(lab_muon.muon, {"learning_rate": 0.01, **kwargs}, name) for kwargs, name in [
+    (dict(learning_rate=-1.0), "learning_rate"), (dict(beta=1.0), "beta"),
+    (dict(eps=-1.0), "eps"), (dict(weight_decay=-0.1), "weight_decay"),
+    (dict(adam_b1=1.0), "adam_b1"), (dict(adam_b2=-0.5), "adam_b2"),
+    (dict(adam_eps_root=-1.0), "adam_eps_root"),
+    (dict(adam_weight_decay=-1.0), "adam_weight_decay"),
+    (dict(adam_learning_rate=-1.0), "adam_learning_rate"),
+    (dict(consistent_rms=-0.2), "consistent_rms"), (dict(ns_steps=0), "ns_steps"),
+    (dict(ns_steps=2.0), "ns_steps"), (dict(ns_coeffs="fast"), "ns_coeffs"),
+    (dict(ns_coeffs=(1.0, 2.0)), "ns_coeffs"), (dict(ns_coeffs="dion", ns_steps=4), "ns_steps"),
+    (dict(preconditioning="newton"), "preconditioning")]]
+
+test_bad_hyperparameters_raise_naming_the_argument = bad_input_test(BAD)
+
+
+def test_bad_updates_raise_naming_the_problem():
     params, _ = batched_problem()
     opt = lab_muon.muon(0.01)
     state = opt.init(params)
@@ -145,7 +137,8 @@ def test_bad_inputs_raise_naming_the_argument():
     with pytest.raises(ValueError, match="at least 2 axes"):
         vector.update({"b": params["b"]}, vector.init({"b": params["b"]}))
     with pytest.raises(ValueError, match="no transform"):
-        lab_muon.partition({"a": lab_muon.scale_by_shape()}, {"w": "b"}).init({"w": params["w"]})
+        transforms.partition({"a": lab_muon.scale_by_shape()}, {"w": "b"}).init(
+            {"w": params["w"]})
 
 
 def test_float32_is_kept():
@@ -157,21 +150,19 @@ def test_float32_is_kept():
     for t in range(3):  # strict promotion (conftest) would raise on any float64 mixing
         updates, state = opt.update(jax.tree.map(lambda g: g[t], grads), state, params)
         params = base.apply_updates(params, updates)
-    assert all(u.dtype == jnp.float32 for u in jax.tree.leaves(updates))
+    assert_kept(params, updates)
     muon_state = state.inner_states["muon"].inner_state[0]
     adam_state = state.inner_states["adam"].inner_state[0]
-    floats = jax.tree.leaves((muon_state.mu, adam_state.mu, adam_state.nu))
-    assert len(floats) == 6 and all(x.dtype == jnp.float32 for x in floats)
+    assert len(jax.tree.leaves((muon_state.mu, adam_state.mu, adam_state.nu))) == 6
+    assert float_dtypes((muon_state.mu, adam_state.mu, adam_state.nu)) == {jnp.dtype(jnp.float32)}
     # the coefficients are a hyperparameter, kept in their own precision as optax keeps them
     assert muon_state.ns_coeffs.dtype == jnp.float64
 
 
 def test_vmap_over_hyperparameters_compiles_once_and_matches_separate_runs():
     params, grads = batched_problem(steps=10)
-    traces = []
 
     def final_params(lr, beta, adam_b1):
-        traces.append(1)
         opt = lab_muon.muon(lr, beta=beta, adam_b1=adam_b1, muon_weight_dimension_numbers={
             "conv": lab_muon.MuonDimensionNumbers(1, 2), "stack": None,
             "w": lab_muon.MuonDimensionNumbers(), "b": None})
@@ -182,24 +173,11 @@ def test_vmap_over_hyperparameters_compiles_once_and_matches_separate_runs():
             return (base.apply_updates(p, u), s), None
         return jax.lax.scan(step, (params, opt.init(params)), grads)[0][0]
 
-    lrs, betas, b1s = jnp.array([0.01, 0.03, 0.1]), jnp.array([0.5, 0.9, 0.95]), jnp.array(
-        [0.0, 0.5, 0.9])
-    sweep = jax.jit(jax.vmap(final_params))
-    batched = sweep(lrs, betas, b1s)
-    batched_again = sweep(lrs * 2, betas, b1s)
-    assert len(traces) == 1  # one trace for both calls: the hyperparameters are data
-    assert not np.allclose(batched["w"], batched_again["w"])
-    single = jax.jit(final_params)
-    for i in range(3):
-        assert_tree_allclose(jax.tree.map(lambda x: x[i], batched),
-                             single(lrs[i], betas[i], b1s[i]))
+    check_sweep(final_params, jnp.array([0.01, 0.03, 0.1]), jnp.array([0.5, 0.9, 0.95]),
+                jnp.array([0.0, 0.5, 0.9]))
 
 
 def test_works_inside_optax_chain():
-    params, grads = batched_problem(steps=15)
-    params, grads = {"w": params["w"], "b": params["b"]}, {"w": grads["w"], "b": grads["b"]}
-    ours = optax.chain(optax.clip_by_global_norm(1.0), lab_muon.muon(0.02, weight_decay=0.01))
-    ref = optax.chain(optax.clip_by_global_norm(1.0), optax.contrib.muon(0.02, weight_decay=0.01))
-    got, want = (run_free(opt, params, grads, "standard") for opt in (ours, ref))
-    assert len(jax.tree.leaves(got[1])) == len(jax.tree.leaves(want[1])) == 6
-    assert_tree_allclose(got, want)
+    # the nested 2x2 matrix goes to Muon, the vector and the scalar to Adam
+    check_inside_optax_chain([(lab_muon.muon(0.02, weight_decay=0.01),
+                               optax.contrib.muon(0.02, weight_decay=0.01))], steps=15)

@@ -18,15 +18,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from jax import lax
 from optax.contrib import _dog as optax_dog
 
 from lab.optim import parameter_free as pf
-from lab.optim.base import apply_updates
 from tests.helpers import assert_tree_allclose
-from tests.test_optim_equivalence import SCHEDULE, TREE_MASK, matrices_only, run_rows
-
-FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
+from tests.optim_checks import (RANGE, assert_kept, bad_input_test, check_every_step,
+                                check_factories_sweep, check_inside_optax_chain, float_dtypes,
+                                last_step, tree_loss, tree_params)
+from tests.test_optim_equivalence import (FAST_COMPILE, SCHEDULE, TREE_MASK, matrices_only,
+                                          run_rows)
 
 ROWS = [
     ("dog", dict()),
@@ -48,20 +48,7 @@ def test_matches_optax_contrib_every_step(name):
     assert len(rows) >= 3
     results = run_rows(rows, library=pf)
     assert set(results) == {"mixed/float64", "mlp/float64", "mlp/float32"}
-    for case, per_row in results.items():
-        dtype = jnp.dtype(case.split("/")[1])
-        for (_, kwargs), (lp, ls, rp, rs) in zip(rows, per_row):
-            label = f"{name}({kwargs}) on {case}"
-            assert {x.dtype for x in jax.tree.leaves(lp)} == {dtype}, label
-            assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(lp)), label
-            assert len(ls) == len(rs), f"{label}: state has {len(ls)} leaves, reference {len(rs)}"
-            # leaves are stacked over the 200 steps, so this compares every step
-            assert_tree_allclose(lp, rp, err_msg=f"{label}: params")
-            assert_tree_allclose(ls, rs, err_msg=f"{label}: state")
-            # the trajectory moved: equality is not the trivial one of two frozen runs
-            first, last = (jax.tree.map(lambda x, i=i: x[i], lp) for i in (0, -1))
-            assert not all(np.allclose(a, b) for a, b in
-                           zip(jax.tree.leaves(first), jax.tree.leaves(last))), label
+    check_every_step(rows, results)
 
 
 TWINS = [  # (lab factory, optax factory)
@@ -82,25 +69,6 @@ def test_signatures_match_optax(ours, theirs):
 
 
 # ---------------------------------------------------------------------- properties
-
-
-def tree_params(dtype=jnp.float64):
-    return {"s": jnp.asarray(1.5, dtype), "v": jnp.asarray([1.0, -2.0, 0.5], dtype),
-            "nested": {"m": jnp.asarray([[0.3, -0.7], [1.1, 0.2]], dtype)}}
-
-
-def tree_loss(p):
-    return 0.5 * p["s"] ** 2 + jnp.sum(p["v"] ** 2) + jnp.sum(jnp.cos(p["nested"]["m"]))
-
-
-def train(opt, params, steps):
-    def step(carry, _):
-        params, state = carry
-        grads = jax.grad(tree_loss)(params)
-        updates, state = opt.update(grads, state, params)
-        return (apply_updates(params, updates), state), None
-
-    return lax.scan(step, (params, opt.init(params)), None, length=steps)[0]
 
 
 def test_first_dog_step_for_each_init_step_kind():
@@ -139,24 +107,12 @@ FACTORIES = {  # name -> optimizer from (learning_rate, another hyperparameter)
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 def test_dtypes_and_structure_kept(dtype):
     params = tree_params(dtype)
-
-    def two_steps(make):
-        opt, p = make(1.0, 1.0), params
-        state = opt.init(p)
-        for _ in range(2):
-            updates, state = opt.update(jax.grad(tree_loss)(p), state, p)
-            p = apply_updates(p, updates)
-        return updates, p, state
-
-    results = jax.jit(lambda: {name: two_steps(make) for name, make in FACTORIES.items()},
+    results = jax.jit(lambda: {name: last_step(make(1.0, 1.0), params)
+                               for name, make in FACTORIES.items()},
                       compiler_options=FAST_COMPILE)()
     for name, (updates, new_params, state) in results.items():
-        assert jax.tree.structure(updates) == jax.tree.structure(params), name
-        assert jax.tree.structure(new_params) == jax.tree.structure(params), name
-        floats = [x for x in jax.tree.leaves((updates, new_params, state))
-                  if jnp.issubdtype(x.dtype, jnp.floating)]
-        assert {x.dtype for x in floats} == {jnp.dtype(dtype)}, name
-        assert not np.allclose(new_params["v"], params["v"]), name
+        assert_kept(params, updates, new_params, label=name)
+        assert float_dtypes(state) == {jnp.dtype(dtype)}, name
 
 
 def test_mixed_precision_tree_keeps_each_leaf_dtype_and_a_float32_scalar_state():
@@ -183,42 +139,15 @@ def test_mixed_precision_tree_keeps_each_leaf_dtype_and_a_float32_scalar_state()
 
 
 def test_vmap_over_hyperparameters_equals_a_loop_and_compiles_once():
-    params = tree_params()
-    lrs, others = jnp.asarray([0.5, 1.0, 2.0]), jnp.asarray([0.5, 1.0, 3.0])
-
-    def all_optimizers(lr, h):
-        return {name: train(make(lr, h), params, 20)[0] for name, make in FACTORIES.items()}
-
-    swept = jax.jit(jax.vmap(all_optimizers), compiler_options=FAST_COMPILE)(lrs, others)
-    one = jax.jit(all_optimizers, compiler_options=FAST_COMPILE)
-    looped = jax.tree.map(lambda *xs: jnp.stack(xs), *[one(a, b) for a, b in zip(lrs, others)])
-    assert one._cache_size() == 1  # new hyperparameter values, no recompilation
-    assert_tree_allclose(swept, looped)
-    for name in FACTORIES:  # and the sweep is a sweep
-        assert not np.allclose(swept[name]["v"][0], swept[name]["v"][2]), name
+    check_factories_sweep(FACTORIES, jnp.asarray([0.5, 1.0, 2.0]), jnp.asarray([0.5, 1.0, 3.0]))
 
 
 def test_inside_optax_chain_matches_the_optax_twin():
-    params = tree_params()
-    pairs = [(pf.dog(0.5), optax.contrib.dog(0.5)), (pf.dowg(), optax.contrib.dowg()),
-             (pf.cocob(alpha=20.0), optax.contrib.cocob(alpha=20.0))]
-
-    def run():
-        out = []
-        for ours, theirs in pairs:
-            a = train(optax.chain(optax.clip_by_global_norm(1.0), ours), params, 30)
-            with jax.numpy_dtype_promotion("standard"):  # optax mixes int32 and floats
-                b = train(optax.chain(optax.clip_by_global_norm(1.0), theirs), params, 30)
-            out.append((a, b))
-        return out
-
-    for (ours, theirs), ((pa, sa), (pb, sb)) in zip(pairs, jax.jit(run)()):
-        assert_tree_allclose(pa, pb)
-        assert_tree_allclose(jax.tree.leaves(sa), jax.tree.leaves(sb))
-        assert not np.allclose(pa["v"], params["v"])  # it moved
+    check_inside_optax_chain([(pf.dog(0.5), optax.contrib.dog(0.5)),
+                              (pf.dowg(), optax.contrib.dowg()),
+                              (pf.cocob(alpha=20.0), optax.contrib.cocob(alpha=20.0))])
 
 
-RANGE = "is outside its valid range"
 BAD = [  # (factory, kwargs, message)
     (pf.dog, dict(learning_rate=-1.0), rf"dog: learning_rate=-1.0 {RANGE} \[0, inf\)"),
     (pf.dog, dict(eps=-1e-8), rf"dog: eps=-1e-08 {RANGE}"),
@@ -234,10 +163,7 @@ BAD = [  # (factory, kwargs, message)
 ]
 
 
-@pytest.mark.parametrize("factory,kwargs,message", BAD, ids=[m[:32] for _, _, m in BAD])
-def test_bad_hyperparameters_raise_naming_the_argument(factory, kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        factory(**kwargs)
+test_bad_hyperparameters_raise_naming_the_argument = bad_input_test(BAD)
 
 
 def test_arrays_are_not_range_checked():

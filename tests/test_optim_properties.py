@@ -430,3 +430,57 @@ def test_optax_rprop_lags_one_step_behind():
             lambda prev, f: jnp.where(f, 0.0, prev), ours_updates[-1], flipped))
         assert_tree_allclose(ref_updates, expected)
         ours_updates.append(updates)
+
+
+# ------------------------------------------------ accumulators in a dtype of their own
+
+
+def test_a_float32_momentum_buffer_takes_float64_gradients():
+    """``accumulator_dtype=float32`` with float64 gradients: each step works in the promoted
+    dtype, ``v_t = g_t + beta float64(v_{t-1})``, and stores ``v_t`` rounded to float32
+    (the lookup of that promotion once raised under strict promotion).  Written out in
+    NumPy, for heavy ball and Nesterov (``u_t = -lr (g_t + beta v_t)``)."""
+    grads = random_grads(10, key=4)
+    params = jax.tree.map(lambda g: jnp.zeros(g.shape[1:]), grads)
+    for nesterov in (False, True):
+        opt = lo.sgd(0.1, momentum=0.9, nesterov=nesterov, accumulator_dtype=jnp.float32)
+        state, trace = opt.init(params), jax.tree.map(lambda p: np.zeros(p.shape, np.float32),
+                                                      params)
+        for t in range(10):
+            g = jax.tree.map(lambda x: np.asarray(x[t]), grads)
+            updates, state = opt.update(jax.tree.map(jnp.asarray, g), state, params)
+            v = jax.tree.map(lambda g, v: g + 0.9 * v.astype(np.float64), g, trace)
+            u = jax.tree.map(lambda g, v: g + 0.9 * v, g, v) if nesterov else v
+            trace = jax.tree.map(lambda v: v.astype(np.float32), v)
+            assert_tree_allclose(updates, jax.tree.map(lambda u: -0.1 * u, u))
+            assert {x.dtype for x in jax.tree.leaves(updates)} == {jnp.dtype(jnp.float64)}
+            assert {x.dtype for x in jax.tree.leaves(state)} == {jnp.dtype(jnp.float32)}
+            np.testing.assert_array_equal(state[0].trace["b"], trace["b"])
+
+
+@pytest.mark.parametrize("ours,theirs", [
+    (lambda: lo.sgd(0.1, momentum=0.9, accumulator_dtype=jnp.float32),
+     lambda: optax.sgd(0.1, momentum=0.9, accumulator_dtype=jnp.float32)),
+    (lambda: lo.signum(0.1, accumulator_dtype=jnp.float32),
+     lambda: optax.signum(0.1, accumulator_dtype=jnp.float32)),
+    (lambda: lo.adam(0.1, mu_dtype=jnp.float32), lambda: optax.adam(0.1, mu_dtype=jnp.float32)),
+    (lambda: lo.lion(0.1, mu_dtype=jnp.float32), lambda: optax.lion(0.1, mu_dtype=jnp.float32))],
+    ids=["sgd", "signum", "adam", "lion"])
+def test_buffers_in_float32_take_float64_gradients_as_optax_does(ours, theirs):
+    """The same with optax beside: float64 updates, float32 buffers, and updates equal to
+    optax's up to float32 rounding (optax forms ``beta v`` in float32 first)."""
+    grads = random_grads(10, key=5)
+    params = jax.tree.map(lambda g: jnp.zeros(g.shape[1:]), grads)
+    ours, theirs = ours(), theirs()
+    state, ref_state = ours.init(params), theirs.init(params)
+    for t in range(10):
+        g = jax.tree.map(lambda x: x[t], grads)
+        updates, state = ours.update(g, state, params)
+        with jax.numpy_dtype_promotion("standard"):
+            ref_updates, ref_state = theirs.update(g, ref_state, params)
+        assert_tree_allclose(updates, ref_updates, rtol=1e-5, atol=1e-5)  # float32 rounding
+        assert {x.dtype for x in jax.tree.leaves(updates)} == {jnp.dtype(jnp.float64)}
+        floats = {x.dtype for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.floating)}
+        assert floats == {x.dtype for x in jax.tree.leaves(ref_state)
+                          if jnp.issubdtype(x.dtype, jnp.floating)}
+        assert jnp.dtype(jnp.float32) in floats

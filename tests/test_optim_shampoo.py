@@ -9,6 +9,8 @@ function for both sides.  SOAP's reference problem uses square matrix leaves: a 
 a non-square leaf is singular on the first steps and its eigenbasis is then not unique,
 so two correct implementations may pick different bases there.
 """
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,8 +21,7 @@ from lab.optim import adam_family
 from lab.optim.base import apply_updates
 from lab.optim.kronecker import ShampooState, SoapState, inverse_root, shampoo, soap
 from tests.helpers import assert_tree_allclose
-
-FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
+from tests.optim_checks import assert_kept, bad_input_test, check_sweep, float_dtypes
 
 # ----------------------------------------------------------------------- problem
 
@@ -104,67 +105,70 @@ def np_root_newton(matrix, p, eps, iterations):
     return h
 
 
+def np_steps(params, grad_fn, steps, *, lr, b1, weight_decay, direction):
+    """The loop both references share, in float64: per leaf ``m <- b1 m + (1 - b1) g``,
+    then ``p <- p - lr (d + wd p)`` with ``d = direction(s, g, t)`` (``s`` the leaf's state:
+    ``m``, ``v`` and what ``direction`` keeps).  The iterates after each step."""
+    p = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
+    st = {k: {"m": np.zeros_like(v), "v": np.zeros_like(v)} for k, v in p.items()}
+    iterates = []
+    for t in range(1, steps + 1):
+        for k, g in grad_fn(p, t - 1).items():
+            st[k]["m"] = b1 * st[k]["m"] + (1 - b1) * g
+            p[k] = p[k] - lr * (direction(st[k], g, t) + weight_decay * p[k])
+        iterates.append(dict(p))
+    return iterates
+
+
+def np_factors(s, g2, decay):
+    """``L <- b L + w G G^T``, ``R <- b R + w G^T G`` (``w = 1`` for a sum, ``b = 1``)."""
+    w = 1.0 if decay == 1 else 1 - decay
+    s["L"] = decay * s.get("L", 0) + w * g2 @ g2.T
+    s["R"] = decay * s.get("R", 0) + w * g2.T @ g2
+
+
 def shampoo_reference(params, grad_fn, steps, *, lr, b1, b2, eps, graft_b2=0.999,
                       graft_eps=1e-8, weight_decay=0.0, frequency, graft="adam", root="eigh",
                       newton_iterations=40):
     root_fn = ((lambda a: np_root_eigh(a, 4, eps)) if root == "eigh"
                else (lambda a: np_root_newton(a, 4, eps, newton_iterations)))
-    p = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
-    st = {k: {"m": np.zeros_like(v), "v": np.zeros_like(v)} for k, v in p.items()}
-    iterates = []
-    for t in range(1, steps + 1):
-        grads = grad_fn(p, t - 1)
-        for k, g in grads.items():
-            s = st[k]
-            s["m"] = b1 * s["m"] + (1 - b1) * g
-            s["v"] = graft_b2 * s["v"] + (1 - graft_b2) * g ** 2
-            m_hat = s["m"] / (1 - b1 ** t)
-            v_hat = s["v"] / (1 - graft_b2 ** t)
-            a = m_hat / (np.sqrt(v_hat) + graft_eps) if graft == "adam" else m_hat
-            if g.ndim >= 2:
-                g2 = g.reshape(-1, g.shape[-1])
-                w = 1.0 if b2 == 1 else 1 - b2
-                s["L"] = b2 * s.get("L", 0) + w * g2 @ g2.T
-                s["R"] = b2 * s.get("R", 0) + w * g2.T @ g2
-                if (t - 1) % frequency == 0:
-                    s["PL"], s["PR"] = root_fn(s["L"]), root_fn(s["R"])
-                direction = s["PL"] @ m_hat.reshape(g2.shape) @ s["PR"]
-                d = (np.linalg.norm(a) / np.linalg.norm(direction) * direction).reshape(g.shape)
-            else:
-                d = a
-            p[k] = p[k] - lr * (d + weight_decay * p[k])
-        iterates.append(dict(p))
-    return iterates
+
+    def direction(s, g, t):
+        s["v"] = graft_b2 * s["v"] + (1 - graft_b2) * g ** 2
+        m_hat = s["m"] / (1 - b1 ** t)
+        v_hat = s["v"] / (1 - graft_b2 ** t)
+        a = m_hat / (np.sqrt(v_hat) + graft_eps) if graft == "adam" else m_hat
+        if g.ndim < 2:
+            return a
+        g2 = g.reshape(-1, g.shape[-1])
+        np_factors(s, g2, b2)
+        if (t - 1) % frequency == 0:
+            s["PL"], s["PR"] = root_fn(s["L"]), root_fn(s["R"])
+        d = s["PL"] @ m_hat.reshape(g2.shape) @ s["PR"]
+        return (np.linalg.norm(a) / np.linalg.norm(d) * d).reshape(g.shape)
+
+    return np_steps(params, grad_fn, steps, lr=lr, b1=b1, weight_decay=weight_decay,
+                    direction=direction)
 
 
 def soap_reference(params, grad_fn, steps, *, lr, b1, b2, eps, shampoo_b2, weight_decay=0.0,
                    frequency):
-    p = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
-    st = {k: {"m": np.zeros_like(v), "v": np.zeros_like(v)} for k, v in p.items()}
-    iterates = []
-    for t in range(1, steps + 1):
-        grads = grad_fn(p, t - 1)
-        for k, g in grads.items():
-            s = st[k]
-            s["m"] = b1 * s["m"] + (1 - b1) * g
-            if g.ndim >= 2:
-                g2 = g.reshape(-1, g.shape[-1])
-                w = 1.0 if shampoo_b2 == 1 else 1 - shampoo_b2
-                s["L"] = shampoo_b2 * s.get("L", 0) + w * g2 @ g2.T
-                s["R"] = shampoo_b2 * s.get("R", 0) + w * g2.T @ g2
-                if (t - 1) % frequency == 0:
-                    s["QL"], s["QR"] = np.linalg.eigh(s["L"])[1], np.linalg.eigh(s["R"])[1]
-                ql, qr = s["QL"], s["QR"]
-                s["v"] = b2 * s["v"] + (1 - b2) * (ql.T @ g2 @ qr).reshape(g.shape) ** 2
-                m_hat = (ql.T @ (s["m"] / (1 - b1 ** t)).reshape(g2.shape) @ qr)
-                v_hat = (s["v"] / (1 - b2 ** t)).reshape(g2.shape)
-                d = (ql @ (m_hat / (np.sqrt(v_hat) + eps)) @ qr.T).reshape(g.shape)
-            else:
-                s["v"] = b2 * s["v"] + (1 - b2) * g ** 2
-                d = (s["m"] / (1 - b1 ** t)) / (np.sqrt(s["v"] / (1 - b2 ** t)) + eps)
-            p[k] = p[k] - lr * (d + weight_decay * p[k])
-        iterates.append(dict(p))
-    return iterates
+    def direction(s, g, t):
+        if g.ndim < 2:
+            s["v"] = b2 * s["v"] + (1 - b2) * g ** 2
+            return (s["m"] / (1 - b1 ** t)) / (np.sqrt(s["v"] / (1 - b2 ** t)) + eps)
+        g2 = g.reshape(-1, g.shape[-1])
+        np_factors(s, g2, shampoo_b2)
+        if (t - 1) % frequency == 0:
+            s["QL"], s["QR"] = np.linalg.eigh(s["L"])[1], np.linalg.eigh(s["R"])[1]
+        ql, qr = s["QL"], s["QR"]
+        s["v"] = b2 * s["v"] + (1 - b2) * (ql.T @ g2 @ qr).reshape(g.shape) ** 2
+        m_hat = (ql.T @ (s["m"] / (1 - b1 ** t)).reshape(g2.shape) @ qr)
+        v_hat = (s["v"] / (1 - b2 ** t)).reshape(g2.shape)
+        return (ql @ (m_hat / (np.sqrt(v_hat) + eps)) @ qr.T).reshape(g.shape)
+
+    return np_steps(params, grad_fn, steps, lr=lr, b1=b1, weight_decay=weight_decay,
+                    direction=direction)
 
 
 # ---------------------------------------------------------------- reference table
@@ -188,17 +192,6 @@ def make_shampoo(h):
                    newton_iterations=h.get("newton_iterations", 40))
 
 
-@pytest.mark.parametrize("name,hyper,steps", SHAMPOO_CASES, ids=[c[0] for c in SHAMPOO_CASES])
-def test_shampoo_equals_the_dense_reference_step_for_step(name, hyper, steps):
-    params, grad_fn = problem(SHAMPOO_SHAPES, noise=0.3)
-    ours = run_lab(make_shampoo(hyper), params, grad_fn, steps)
-    reference = shampoo_reference(params, grad_fn, steps, **hyper)
-    errors = relative_errors(ours, reference)
-    assert len(errors) == steps and max(errors) < 1e-10, f"worst step {int(np.argmax(errors))}"
-    # the run moved: the last iterate is far from the first
-    assert np.abs(np.asarray(ours[-1]["w"]) - params["w"]).max() > 0.1
-
-
 SOAP_CASES = [
     ("averaged", dict(lr=0.02, b1=0.9, b2=0.95, eps=1e-5, shampoo_b2=0.95, frequency=10), 150),
     ("summed_decay", dict(lr=0.01, b1=0.95, b2=0.99, eps=1e-5, shampoo_b2=1.0,
@@ -207,14 +200,24 @@ SOAP_CASES = [
 ]
 
 
-@pytest.mark.parametrize("name,hyper,steps", SOAP_CASES, ids=[c[0] for c in SOAP_CASES])
-def test_soap_equals_the_dense_reference_step_for_step(name, hyper, steps):
-    params, grad_fn = problem(SOAP_SHAPES, noise=0.3)
-    opt = soap(hyper["lr"], hyper["b1"], hyper["b2"], hyper["eps"], hyper["shampoo_b2"],
-               hyper.get("weight_decay", 0.0), precondition_frequency=hyper["frequency"])
-    ours = run_lab(opt, params, grad_fn, steps)
-    reference = soap_reference(params, grad_fn, steps, **hyper)
-    errors = relative_errors(ours, reference)
+def make_soap(h):
+    return soap(h["lr"], h["b1"], h["b2"], h["eps"], h["shampoo_b2"], h.get("weight_decay", 0.0),
+                precondition_frequency=h["frequency"])
+
+
+REFERENCE_CASES = (  # (id, lab optimizer from hyper, reference, shapes, hyper, steps)
+    [(f"shampoo_{name}", make_shampoo, shampoo_reference, SHAMPOO_SHAPES, hyper, steps)
+     for name, hyper, steps in SHAMPOO_CASES]
+    + [(f"soap_{name}", make_soap, soap_reference, SOAP_SHAPES, hyper, steps)
+       for name, hyper, steps in SOAP_CASES])
+
+
+@pytest.mark.parametrize("name,make,reference,shapes,hyper,steps", REFERENCE_CASES,
+                         ids=[c[0] for c in REFERENCE_CASES])
+def test_equals_the_dense_reference_step_for_step(name, make, reference, shapes, hyper, steps):
+    params, grad_fn = problem(shapes, noise=0.3)
+    ours = run_lab(make(hyper), params, grad_fn, steps)
+    errors = relative_errors(ours, reference(params, grad_fn, steps, **hyper))
     assert len(errors) == steps and max(errors) < 1e-10, f"worst step {int(np.argmax(errors))}"
     # the run moved: the last iterate is far from the first
     assert np.abs(np.asarray(ours[-1]["w"]) - params["w"]).max() > 0.1
@@ -285,21 +288,6 @@ def test_preconditioner_is_refreshed_every_frequency_steps(make, field):
     assert changed == [5, 9]  # refreshed on steps 1, 5, 9 only
 
 
-def sweep_run(make, params, grad_fn_jnp, steps):
-    def run(lr):
-        opt = make(lr)
-
-        def body(carry, _):
-            p, s = carry
-            u, s = opt.update(grad_fn_jnp(p), s, p)
-            return (apply_updates(p, u), s), None
-
-        (p, _), _ = jax.lax.scan(body, (params, opt.init(params)), None, length=steps)
-        return p
-
-    return run
-
-
 @pytest.mark.parametrize("make", [
     lambda lr: shampoo(lr, precondition_frequency=3),
     lambda lr: shampoo(lr, graft="sgd", root_method="newton", newton_iterations=20),
@@ -312,19 +300,17 @@ def test_a_vmap_over_learning_rates_compiles_once_and_equals_separate_runs(make)
     def grad_fn(p):
         return jax.grad(lambda q: jnp.sum(jnp.tanh(x @ q["w"] + q["b"][None, :] - 0.5) ** 2))(p)
 
-    traces = []
-
     def run(lr):
-        traces.append(1)  # runs only while tracing
-        return sweep_run(make, params, grad_fn, 12)(lr)
+        opt = make(lr)
 
-    lrs = jnp.asarray([0.003, 0.01, 0.03])
-    swept = jax.jit(jax.vmap(run), compiler_options=FAST_COMPILE)(lrs)
-    assert len(traces) == 1
-    one = jax.jit(run, compiler_options=FAST_COMPILE)
-    looped = jax.tree.map(lambda *xs: jnp.stack(xs), *[one(lr) for lr in lrs])
-    assert_tree_allclose(swept, looped, rtol=1e-10)
-    assert not np.allclose(swept["w"][0], swept["w"][2])
+        def body(carry, _):
+            p, s = carry
+            u, s = opt.update(grad_fn(p), s, p)
+            return (apply_updates(p, u), s), None
+
+        return jax.lax.scan(body, (params, opt.init(params)), None, length=12)[0][0]
+
+    check_sweep(run, jnp.asarray([0.003, 0.01, 0.03]), rtol=1e-10)
 
 
 @pytest.mark.parametrize("make", [lambda: shampoo(0.01, precondition_frequency=2),
@@ -339,10 +325,9 @@ def test_float32_params_keep_float32_updates_and_state(make):
     step = jax.jit(opt.update)
     for _ in range(3):
         updates, state = step(grads, state, params)
-    assert {x.dtype for x in jax.tree.leaves(updates)} == {jnp.dtype(jnp.float32)}
-    floats = [x.dtype for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.floating)]
-    assert set(floats) == {jnp.dtype(jnp.float32)} and len(floats) >= 6
-    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(updates))
+    assert_kept(params, updates)
+    assert float_dtypes(state) == {jnp.dtype(jnp.float32)}
+    assert len([x for x in jax.tree.leaves(state) if x.dtype == jnp.float32]) >= 6
 
 
 # SOAP's first rotated gradient Q_L^T G_1 Q_R is diagonal up to round-off, and Adam divides
@@ -380,29 +365,26 @@ def test_inside_optax_chain_after_clipping(make):
         p = apply_updates(p, u_chain)
 
 
-BAD = [  # (factory, message fragment)
-    (lambda: shampoo(0.1, precondition_frequency=0), "precondition_frequency=0"),
-    (lambda: shampoo(0.1, precondition_frequency=2.5), "precondition_frequency must be"),
-    (lambda: shampoo(0.1, root_method="cholesky"), "root_method must be one of"),
-    (lambda: shampoo(0.1, graft="lion"), "graft must be one of"),
-    (lambda: shampoo(0.1, newton_iterations=0), "newton_iterations=0"),
-    (lambda: shampoo(-0.1), "learning_rate=-0.1"),
-    (lambda: shampoo(0.1, b1=1.0), "b1=1.0"),
-    (lambda: shampoo(0.1, b2=1.5), "b2=1.5"),
-    (lambda: shampoo(0.1, eps=0.0), "eps=0.0"),
-    (lambda: shampoo(0.1, graft_b2=1.0), "graft_b2=1.0"),
-    (lambda: soap(0.1, precondition_frequency=-1), "precondition_frequency=-1"),
-    (lambda: soap(0.1, b2=1.0), "b2=1.0"),
-    (lambda: soap(0.1, shampoo_b2=-0.5), "shampoo_b2=-0.5"),
-    (lambda: soap(0.1, weight_decay=-1.0), "weight_decay=-1.0"),
-    (lambda: inverse_root(jnp.eye(2), 4, 1e-6, method="qr"), "method must be one of"),
-]
+BAD = [(factory, kwargs, re.escape(message)) for factory, kwargs, message in [
+    (shampoo, dict(learning_rate=0.1, precondition_frequency=0), "precondition_frequency=0"),
+    (shampoo, dict(learning_rate=0.1, precondition_frequency=2.5),
+     "precondition_frequency must be"),
+    (shampoo, dict(learning_rate=0.1, root_method="cholesky"), "root_method must be one of"),
+    (shampoo, dict(learning_rate=0.1, graft="lion"), "graft must be one of"),
+    (shampoo, dict(learning_rate=0.1, newton_iterations=0), "newton_iterations=0"),
+    (shampoo, dict(learning_rate=-0.1), "learning_rate=-0.1"),
+    (shampoo, dict(learning_rate=0.1, b1=1.0), "b1=1.0"),
+    (shampoo, dict(learning_rate=0.1, b2=1.5), "b2=1.5"),
+    (shampoo, dict(learning_rate=0.1, eps=0.0), "eps=0.0"),
+    (shampoo, dict(learning_rate=0.1, graft_b2=1.0), "graft_b2=1.0"),
+    (soap, dict(learning_rate=0.1, precondition_frequency=-1), "precondition_frequency=-1"),
+    (soap, dict(learning_rate=0.1, b2=1.0), "b2=1.0"),
+    (soap, dict(learning_rate=0.1, shampoo_b2=-0.5), "shampoo_b2=-0.5"),
+    (soap, dict(learning_rate=0.1, weight_decay=-1.0), "weight_decay=-1.0"),
+    (inverse_root, dict(matrix=jnp.eye(2), p=4, eps=1e-6, method="qr"), "method must be one of"),
+]]
 
-
-@pytest.mark.parametrize("factory,message", BAD, ids=[m for _, m in BAD])
-def test_bad_hyperparameters_raise(factory, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
-        factory()
+test_bad_hyperparameters_raise = bad_input_test(BAD)
 
 
 @pytest.mark.parametrize("make", [lambda: shampoo(0.1), lambda: soap(0.1)])

@@ -30,10 +30,11 @@ import lab.optim as lo
 from lab.data import load_digits
 from lab.optim import sharpness
 from tests.helpers import assert_tree_allclose
+from tests.optim_checks import (Lane, assert_kept, bad_input_test, check_every_step,
+                                check_inside_optax_chain, check_sweep, float_dtypes, last_step,
+                                run_lanes, train, trajectory)
 from tests.test_optim_equivalence import (FAST_COMPILE, comparable_leaves, matrices_only,
-                                          mixed_problem)
-
-STEPS = 200
+                                          mixed_problem, mlp_problem)
 
 
 @functools.lru_cache(maxsize=None)
@@ -55,13 +56,9 @@ def mixed_objective(dtype):
 
 @functools.lru_cache(maxsize=None)
 def mlp_objective(dtype):
+    params, _ = mlp_problem(dtype)  # the harness's MLP and its starting point
     x, y = load_digits()
     x, y = jnp.asarray(np.asarray(x[:256]), dtype), jnp.asarray(y[:256])
-    rng = np.random.default_rng(1)
-    params = {"w1": jnp.asarray(rng.standard_normal((64, 16)) / 8, dtype),
-              "b1": jnp.zeros(16, dtype),
-              "w2": jnp.asarray(rng.standard_normal((16, 10)) / 4, dtype),
-              "b2": jnp.zeros(10, dtype)}
 
     def loss(p):
         # barriers stop XLA merging the matmuls of different runs (they share x)
@@ -111,64 +108,26 @@ SAM_ROWS = [
 
 
 def run_table(rows, keyword):
-    """Every row on every case, lab and optax side by side, in one scan of STEPS steps.
+    """Every row on every case, lab and optax side by side, in one scan of 200 steps.
     ``keyword`` names the extra argument (``obj_fn`` or ``grad_fn``).  Returns
     ``{case: [(lab params, lab state leaves, ref params, ref state leaves)]}`` stacked
     over the steps."""
-    setups = {}
+    lanes = []
     for problem, dtype in CASES:
         params0, loss = OBJECTIVES[problem](jnp.dtype(dtype))
-        ours = [build(LAB, params0) for _, build in rows]
-        with jax.numpy_dtype_promotion("standard"):  # optax mixes floats and int32 counts
-            refs = [build(OPTAX, params0) for _, build in rows]
-        forced = problem == "mlp" and dtype == "float32"
-        setups[f"{problem}/{dtype}"] = (params0, loss, ours, refs, forced)
-
-    def extra(loss):
-        if keyword == "obj_fn":
-            return {"obj_fn": loss}
-        return {"grad_fn": lambda p, i: jax.grad(loss)(p)}
-
-    def init():
-        carry = {}
-        for case, (params0, _, ours, refs, _) in setups.items():
-            with jax.numpy_dtype_promotion("standard"):
-                ref_states = [r.init(params0) for r in refs]
-            carry[case] = [(params0, o.init(params0), params0, s) for o, s in zip(ours, ref_states)]
-        return carry
-
-    def step(carry, _):
-        new_carry, record = {}, {}
-        for case, (_, loss, ours, refs, forced) in setups.items():
-            new_carry[case], record[case] = [], []
-            for opt, ref, (lp, ls, rp, rs) in zip(ours, refs, carry[case]):
-                with jax.numpy_dtype_promotion("standard"):
-                    start = lp if forced else rp
-                    updates, rs = ref.update(jax.grad(loss)(start), rs, start, **extra(loss))
-                    rp = optax.apply_updates(start, updates)
-                updates, ls = opt.update(jax.grad(loss)(lp), ls, lp, **extra(loss))
-                lp = lo.apply_updates(lp, updates)
-                new_carry[case].append((lp, ls, rp, rs))
-                record[case].append((lp, comparable_leaves(ls), rp, comparable_leaves(rs)))
-        return new_carry, record
-
-    run = jax.jit(lambda: lax.scan(step, init(), None, length=STEPS)[1],
-                  compiler_options=FAST_COMPILE)
-    return run()
+        extra = ({"obj_fn": loss} if keyword == "obj_fn"
+                 else {"grad_fn": lambda p, i, loss=loss: jax.grad(loss)(p)})
+        inputs = lambda p, t, loss=loss, extra=extra: (jax.grad(loss)(p), extra)  # noqa: E731
+        for _, build in rows:
+            with jax.numpy_dtype_promotion("standard"):  # optax mixes floats and int32 counts
+                reference = build(OPTAX, params0)
+            lanes.append(Lane(f"{problem}/{dtype}", build(LAB, params0), reference, params0,
+                              inputs, forced=problem == "mlp" and dtype == "float32"))
+    return run_lanes(lanes)
 
 
-def check_table(rows, results_by_case, name):
-    for case, results in results_by_case.items():
-        dtype = jnp.dtype(case.split("/")[1])
-        for (label, _), (lp, ls, rp, rs) in zip(rows, results):
-            label = f"{name} {label} on {case}"
-            assert all(x.dtype == dtype for x in jax.tree.leaves(lp)), label
-            assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(lp)), label
-            moved = max(float(jnp.max(jnp.abs(x[-1] - x[0]))) for x in jax.tree.leaves(lp))
-            assert moved > 1e-3, f"{label}: params hardly moved ({moved})"
-            assert len(ls) == len(rs), f"{label}: state has {len(ls)} leaves, reference {len(rs)}"
-            assert_tree_allclose(lp, rp, err_msg=f"{label}: params")
-            assert_tree_allclose(ls, rs, err_msg=f"{label}: state")
+def check_table(rows, results, name):
+    check_every_step(rows, results, label=lambda row: f"{name} {row[0]}", moved=1e-3)
 
 
 def test_sophia_matches_optax_every_step():
@@ -192,18 +151,12 @@ def test_sharpness_aware_in_a_training_loop_is_textbook_sam():
         p = add(p, grad(add(p, e, 1.0)), -lr)
         return p, p
 
-    def train(opt, calls, **extra):  # the ordinary loop: gradient, update, apply
-        def step(carry, _):
-            p, s = carry
-            updates, s = opt.update(grad(p), s, p, **extra)
-            p = lo.apply_updates(p, updates)
-            return (p, s), p
-        return lax.scan(step, (params, opt.init(params)), None, length=calls)[1]
-
+    # the ordinary loop: gradient, update, apply
     want = jax.jit(lambda: lax.scan(textbook, params, None, length=steps)[1])()
-    transparent = jax.jit(lambda: train(sharpness.sharpness_aware(lo.sgd(lr), rho), 2 * steps))()
-    opaque = jax.jit(lambda: train(sharpness.sharpness_aware(lo.sgd(lr), rho, opaque_mode=True),
-                                   steps, grad_fn=lambda p, i: grad(p)))()
+    transparent = jax.jit(lambda: trajectory(sharpness.sharpness_aware(lo.sgd(lr), rho), params,
+                                             2 * steps, loss, keywords=()))()
+    opaque = jax.jit(lambda: trajectory(sharpness.sharpness_aware(
+        lo.sgd(lr), rho, opaque_mode=True), params, steps, loss, keywords=("grad_fn",)))()
     assert_tree_allclose(jax.tree.map(lambda x: x[1::2], transparent), want)
     assert_tree_allclose(opaque, want)
     assert float(loss(jax.tree.map(lambda x: x[-1], want))) < 0.5 * float(loss(params))
@@ -270,22 +223,21 @@ def test_hutchinson_estimates_the_hessian_diagonal():
     assert_tree_allclose(value_fn_out, obj_fn_out)
 
 
-def test_bad_inputs_raise_naming_the_argument():
-    bad = [(dict(learning_rate=-1.0), "learning_rate"), (dict(b1=1.0), "b1"),
-           (dict(b2=-0.1), "b2"), (dict(eps=-1.0), "eps"), (dict(gamma=-0.5), "gamma"),
-           (dict(weight_decay=-1.0), "weight_decay"), (dict(clip_threshold=0.0), "clip_threshold"),
-           (dict(update_interval=0), "update_interval"),
-           (dict(update_interval=2.5), "update_interval")]
-    for kwargs, name in bad:
-        with pytest.raises(ValueError, match=name):
-            sharpness.sophia(**{"learning_rate": 0.01, **kwargs})
-    with pytest.raises(ValueError, match="sync_period"):
-        sharpness.sam(lo.sgd(0.1), lo.sgd(0.1), sync_period=0)
-    with pytest.raises(ValueError, match="sync_period"):
-        sharpness.sam(lo.sgd(0.1), lo.sgd(0.1), sync_period=1.5)
-    with pytest.raises(ValueError, match="rho"):
-        sharpness.sharpness_aware(lo.sgd(0.1), rho=-0.1)
+BAD = [(sharpness.sophia, {"learning_rate": 0.01, **kwargs}, name) for kwargs, name in [
+    (dict(learning_rate=-1.0), "learning_rate"), (dict(b1=1.0), "b1"), (dict(b2=-0.1), "b2"),
+    (dict(eps=-1.0), "eps"), (dict(gamma=-0.5), "gamma"),
+    (dict(weight_decay=-1.0), "weight_decay"), (dict(clip_threshold=0.0), "clip_threshold"),
+    (dict(update_interval=0), "update_interval"), (dict(update_interval=2.5), "update_interval")]]
+BAD += [(sharpness.sam, dict(optimizer=lo.sgd(0.1), adv_optimizer=lo.sgd(0.1), sync_period=0),
+         "sync_period"),
+        (sharpness.sam, dict(optimizer=lo.sgd(0.1), adv_optimizer=lo.sgd(0.1), sync_period=1.5),
+         "sync_period"),
+        (sharpness.sharpness_aware, dict(optimizer=lo.sgd(0.1), rho=-0.1), "rho")]
 
+test_bad_hyperparameters_raise_naming_the_argument = bad_input_test(BAD)
+
+
+def test_bad_updates_raise_naming_the_problem():
     params, loss = mixed_objective(jnp.dtype("float64"))
     grads = jax.grad(loss)(params)
     wrong = {k: v for k, v in grads.items() if k != "scalar"}
@@ -307,19 +259,16 @@ def test_bad_inputs_raise_naming_the_argument():
 
 def test_float32_is_kept():
     params, loss = mixed_objective(jnp.dtype("float32"))
-    for opt, extra in ((sharpness.sophia(0.01, update_interval=2), {"obj_fn": loss}),
-                       (sharpness.sharpness_aware(lo.adam(0.01)), {}),
-                       (sharpness.sharpness_aware(lo.adam(0.01), opaque_mode=True),
-                        {"grad_fn": lambda p, i: jax.grad(loss)(p)})):
-        step = jax.jit(lambda p, state, opt=opt, extra=extra: opt.update(
-            jax.grad(loss)(p), state, p, **extra), compiler_options=FAST_COMPILE)
-        p, state = params, opt.init(params)
-        for _ in range(3):  # strict promotion (conftest) raises on any float64 mixing
-            updates, state = step(p, state)
-            p = lo.apply_updates(p, updates)
-        floats = [x for x in jax.tree.leaves((updates, state))
-                  if jnp.issubdtype(x.dtype, jnp.floating)]
-        assert len(floats) >= 8 and all(x.dtype == jnp.float32 for x in floats)
+    for opt, keywords in ((sharpness.sophia(0.01, update_interval=2), ("obj_fn",)),
+                          (sharpness.sharpness_aware(lo.adam(0.01)), ()),
+                          (sharpness.sharpness_aware(lo.adam(0.01), opaque_mode=True),
+                           ("grad_fn",))):
+        # strict promotion (conftest) raises on any float64 mixing
+        updates, new_params, state = jax.jit(lambda opt=opt, keywords=keywords: last_step(
+            opt, params, 3, loss, keywords), compiler_options=FAST_COMPILE)()
+        assert_kept(params, updates, new_params)
+        assert float_dtypes(state) == {jnp.dtype(jnp.float32)}
+        assert len(jax.tree.leaves((updates, state))) >= 8
 
 
 def test_vmap_over_hyperparameters_compiles_once_and_matches_separate_runs():
@@ -328,75 +277,17 @@ def test_vmap_over_hyperparameters_compiles_once_and_matches_separate_runs():
         "sophia": lambda a, b: sharpness.sophia(a, b1=b, update_interval=3),
         "sam": lambda a, b: sharpness.sam(lo.sgd(a), lo.chain(sharpness.normalize(), lo.sgd(b))),
     }
-    values = (jnp.array([0.01, 0.02, 0.05]), jnp.array([0.5, 0.9, 0.965]))
     for name, builder in builders.items():
-        traces = []
-
-        def final_params(a, b, builder=builder, traces=traces):
-            traces.append(1)
-            opt = builder(a, b)
-
-            def step(carry, _):
-                p, s = carry
-                updates, s = opt.update(jax.grad(loss)(p), s, p, obj_fn=loss)
-                return (lo.apply_updates(p, updates), s), None
-            return lax.scan(step, (params, opt.init(params)), None, length=12)[0][0]
-
-        sweep = jax.jit(jax.vmap(final_params))
-        batched = sweep(*values)
-        batched_again = sweep(values[0] * 2, values[1])
-        assert len(traces) == 1, name  # one trace for two sweeps: hyperparameters are data
-        assert not np.allclose(batched["matrix"], batched_again["matrix"]), name
-        single = jax.jit(final_params)
-        for i in range(3):
-            assert_tree_allclose(jax.tree.map(lambda x: x[i], batched),
-                                 single(values[0][i], values[1][i]), err_msg=name)
+        check_sweep(lambda a, b, builder=builder: train(builder(a, b), params, 12, loss,
+                                                        ("obj_fn",))[0],
+                    jnp.array([0.01, 0.02, 0.05]), jnp.array([0.5, 0.9, 0.965]))
 
 
 def test_works_inside_optax_chain():
     params, loss = mixed_objective(jnp.dtype("float64"))
-    clip = optax.clip_by_global_norm(1.0)
-    pairs = {
-        "sophia": (optax.chain(clip, optax.GradientTransformationExtraArgs(
-            *sharpness.sophia(0.01, update_interval=2))),
-                   optax.chain(clip, optax.contrib.sophia(0.01, update_interval=2))),
-        "sam": (optax.chain(clip, sharpness.sharpness_aware(lo.sgd(0.05))),
-                optax.chain(clip, optax.contrib.sam(optax.sgd(0.05), optax.chain(
-                    optax.contrib.normalize(), optax.sgd(0.05))))),
-    }
-    for name, (ours, ref) in pairs.items():
-        extra = {"obj_fn": loss} if name == "sophia" else {}  # optax's sam takes no obj_fn
-
-        def run(opt, extra=extra):
-            def step(carry, _):
-                p, s = carry
-                updates, s = opt.update(jax.grad(loss)(p), s, p, **extra)
-                p = optax.apply_updates(p, updates)
-                return (p, s), (p, comparable_leaves(s))
-            with jax.numpy_dtype_promotion("standard"):
-                return jax.jit(lambda: lax.scan(step, (params, opt.init(params)), None,
-                                                length=20)[1], compiler_options=FAST_COMPILE)()
-        got, want = run(ours), run(ref)
-        assert len(got[1]) == len(want[1]) > 0, name
-        assert_tree_allclose(got, want, err_msg=name)
-
-
-def test_sam_outer_step_ignores_a_non_finite_ascent_branch():
-    """The one departure from optax (docs/conventions.md): optax's SAM blends the two
-    candidate updates arithmetically (``c x + (1 - c) y``), so a NaN in the branch not
-    taken poisons the step; the lab selects.  Here the gradient at the perturbed point
-    is 0, so the (unused) normalised ascent is 0/0 on the outer call."""
-    params = {"w": jnp.ones(3)}
-    grads = [{"w": jnp.array([1.0, 2.0, 3.0])}, {"w": jnp.zeros(3)}]
-    ours = sharpness.sharpness_aware(lo.sgd(0.1), rho=0.05)
-    ref = optax.contrib.sam(optax.sgd(0.1), optax.chain(optax.contrib.normalize(), optax.sgd(0.05)))
-    finals = []
-    for opt in (ours, ref):
-        p, state = params, opt.init(params)
-        with jax.numpy_dtype_promotion("standard"):
-            for g in grads:
-                updates, state = opt.update(g, state, p)
-                p = optax.apply_updates(p, updates)
-        finals.append(p["w"])
-    np.testing.assert_array_equal(finals[0], np.ones(3))  # back at the cache: w - 0.1 * 0
-    assert np.isnan(np.asarray(finals[1])).all()
+    check_inside_optax_chain([(optax.GradientTransformationExtraArgs(
+        *sharpness.sophia(0.01, update_interval=2)), optax.contrib.sophia(
+            0.01, update_interval=2))], params, loss, steps=20, keywords=("obj_fn",))
+    check_inside_optax_chain([(sharpness.sharpness_aware(lo.sgd(0.05)), optax.contrib.sam(
+        optax.sgd(0.05), optax.chain(optax.contrib.normalize(), optax.sgd(0.05))))],
+        params, loss, steps=20, keywords=())  # optax's sam takes no obj_fn

@@ -5,7 +5,8 @@
     updates, state = opt.update(grads, state, params)
     params = lab.optim.apply_updates(params, updates)
 
-Module map: :mod:`~lab.optim.base` (the contract, type aliases, validation),
+Module map: :mod:`~lab.optim.base` (the contract, type aliases, validation, and the
+tree and mixed-dtype helpers every module shares),
 :mod:`~lab.optim.transforms` (building blocks and combinators; the moment blocks are
 defined in :mod:`~lab.optim.moments`),
 :mod:`~lab.optim.scale_rules` (the adaptive methods' scaling rules),
@@ -44,9 +45,8 @@ from lab.optim.natural_gradient import KfacState, kfac
 from lab.optim.linesearch import backtracking_linesearch
 from lab.optim.lr_free import (DAdaptAdamWState, MechanicState, ProdigyState, dadapt_adamw,
                                mechanize, prodigy)
-from lab.optim.orthogonal import (MuonDimensionNumbers, MuonState, PartitionState, muon,
-                                  orthogonalize_via_newton_schulz, partition, scale_by_muon,
-                                  scale_by_shape)
+from lab.optim.orthogonal import (MuonDimensionNumbers, MuonState, muon,
+                                  orthogonalize_via_newton_schulz, scale_by_muon, scale_by_shape)
 from lab.optim.newton import damped_newton, newton, saddle_free_newton
 from lab.optim.parameter_free import (COCOBState, DoGState, DoWGState, cocob, dog, dowg,
                                       scale_by_cocob, scale_by_dog, scale_by_dowg)
@@ -67,14 +67,14 @@ from lab.optim.schedules import (constant_schedule, cosine_decay_schedule,
                                  polynomial_schedule, sgdr_schedule, warmup_constant_schedule,
                                  warmup_cosine_decay_schedule, warmup_exponential_decay_schedule)
 from lab.optim.transforms import (AddNoiseState, ApplyIfFiniteState, EmaState, MaskedNode,
-                                  MaskedState, ScaleByRmsState, ScaleByRmsWithCountState,
-                                  ScaleByRssState, ScaleByRStdDevState,
+                                  MaskedState, PartitionState, ScaleByRmsState,
+                                  ScaleByRmsWithCountState, ScaleByRssState, ScaleByRStdDevState,
                                   ScaleByRStdDevWithCountState, ScaleByScheduleState, TraceState,
                                   WeightDecaySchedule, add_decayed_weights, add_noise,
                                   apply_if_finite, bias_correct, chain, clip, clip_by_global_norm,
-                                  ema, masked, scale, scale_by_learning_rate, scale_by_rms,
-                                  scale_by_rss, scale_by_schedule, scale_by_sign, scale_by_stddev,
-                                  scale_by_trust_ratio, trace)
+                                  ema, masked, partition, scale, scale_by_learning_rate,
+                                  scale_by_rms, scale_by_rss, scale_by_schedule, scale_by_sign,
+                                  scale_by_stddev, scale_by_trust_ratio, trace)
 
 # the first-order optimizers, each with optax's name and signature where optax has it
 OPTIMIZERS = (

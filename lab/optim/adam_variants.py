@@ -17,28 +17,13 @@ import jax.numpy as jnp
 
 from lab.optim.base import (Optimizer, Params, ScalarOrSchedule, as_float, canonical_dtype,
                             cast_like, check_hyper, check_hypers, check_structure,
-                            is_python_number, safe_increment, tree_cast, tree_zeros_like,
-                            zero_count)
+                            is_python_number, need_params, promoted, safe_increment,
+                            same_dtype, tree_cast, tree_zeros_like, zero_count)
 from lab.optim.moments import bias_correct, update_moment
 from lab.optim.scale_rules import ScaleByAdamState
 from lab.optim.transforms import add_decayed_weights, chain, scale_by_learning_rate
 
 
-def _promoted(*dtypes):
-    """The dtype JAX's standard promotion gives ``dtypes`` (strict mode would refuse)."""
-    with jax.numpy_dtype_promotion("standard"):
-        return jnp.result_type(*dtypes)
-
-
-def _same_dtype(*arrays):
-    """``arrays`` cast to their promoted dtype (a ``mu_dtype`` buffer meets the gradient)."""
-    dtype = _promoted(*(x.dtype for x in arrays))
-    return tuple(x.astype(dtype) for x in arrays)
-
-
-def _moment(g, m, decay, order: int):
-    """:func:`~lab.optim.moments.update_moment` in the promoted dtype of ``g`` and ``m``."""
-    return update_moment(*_same_dtype(g, m), decay, order)
 
 
 # -------------------------------------------------------------------------- ADOPT
@@ -69,7 +54,7 @@ def scale_by_adopt(b1=0.9, b2=0.9999, eps=1e-6, mu_dtype=None, *, nesterov: bool
                                 nu=tree_zeros_like(params))
 
     def normalised(g, v, bound):
-        g, v = _same_dtype(g, v)
+        g, v = same_dtype(g, v)
         x = g / jnp.maximum(jnp.sqrt(v), cast_like(eps, v))
         if bound is None:
             return x
@@ -83,8 +68,9 @@ def scale_by_adopt(b1=0.9, b2=0.9999, eps=1e-6, mu_dtype=None, *, nesterov: bool
         nu = jax.tree.map(lambda g, v: update_moment(g, v, b2_t, 2), updates, state.nu)
         bound = clip_value_fn(state.count) if use_clipping else None
         steps = jax.tree.map(lambda g, v: normalised(g, v, bound), updates, state.nu)
-        mu = jax.tree.map(lambda x, m: _moment(x, m, b1_t, 1), steps, state.mu)
-        new = jax.tree.map(lambda x, m: _moment(x, m, b1_t, 1), steps, mu) if nesterov else mu
+        mu = jax.tree.map(lambda x, m: update_moment(x, m, b1_t, 1), steps, state.mu)
+        new = (jax.tree.map(lambda x, m: update_moment(x, m, b1_t, 1), steps, mu)
+               if nesterov else mu)
         updates = jax.tree.map(lambda u, g: u.astype(g.dtype), new, updates)
         return updates, ScaleByAdamState(count=safe_increment(state.count),
                                          mu=tree_cast(mu, mu_dtype), nu=nu)
@@ -141,16 +127,16 @@ def scale_by_ademamix(b1=0.9, b2=0.999, b3=0.9999, alpha=6.0, eps=1e-8, eps_root
                                     m2=zeros(), nu=zeros())
 
     def direction(m1, m2, v, mix):
-        m1, m2 = _same_dtype(m1, m2)
-        m, v = _same_dtype(m1 + cast_like(mix, m2) * m2, v)
+        m1, m2 = same_dtype(m1, m2)
+        m, v = same_dtype(m1 + cast_like(mix, m2) * m2, v)
         return m / (jnp.sqrt(v + cast_like(eps_root, v)) + cast_like(eps, v))
 
     def update(updates, state, params=None, **extra):
         check_structure("scale_by_ademamix", updates, m1=state.m1, m2=state.m2, nu=state.nu)
         b3_t, alpha_t = _at(b3, state.count_m2), _at(alpha, state.count_m2)
-        m1 = jax.tree.map(lambda g, m: _moment(g, m, b1, 1), updates, state.m1)
-        m2 = jax.tree.map(lambda g, m: _moment(g, m, b3_t, 1), updates, state.m2)
-        nu = jax.tree.map(lambda g, v: _moment(g, v, b2, 2), updates, state.nu)
+        m1 = jax.tree.map(lambda g, m: update_moment(g, m, b1, 1), updates, state.m1)
+        m2 = jax.tree.map(lambda g, m: update_moment(g, m, b3_t, 1), updates, state.m2)
+        nu = jax.tree.map(lambda g, v: update_moment(g, v, b2, 2), updates, state.nu)
         count = safe_increment(state.count)
         m1_hat, nu_hat = bias_correct(m1, b1, count), bias_correct(nu, b2, count)
         updates = jax.tree.map(lambda a, b, v, g: direction(a, b, v, alpha_t).astype(g.dtype),
@@ -251,9 +237,7 @@ def _step_weight(learning_rate, eps, count):
     if is_python_number(lr) and is_python_number(eps):
         return cast_like(lr + eps, root) * root
     lr = as_float(lr)
-    lr_stable = lr + cast_like(eps, lr)
-    dtype = _promoted(lr_stable.dtype, root.dtype)
-    return lr_stable.astype(dtype) * root.astype(dtype)
+    return promoted(jnp.multiply, lr + cast_like(eps, lr), root)
 
 
 def scale_by_madgrad(learning_rate: ScalarOrSchedule, momentum=0.9, eps=1e-6) -> Optimizer:
@@ -274,8 +258,7 @@ def scale_by_madgrad(learning_rate: ScalarOrSchedule, momentum=0.9, eps=1e-6) ->
                             s=tree_zeros_like(params), x0=params)
 
     def weighted(lam, g, power):  # lambda g^power in the promoted dtype, then g's dtype
-        dtype = _promoted(lam.dtype, g.dtype)
-        return (lam.astype(dtype) * (g**power).astype(dtype)).astype(g.dtype)
+        return promoted(jnp.multiply, lam, g**power).astype(g.dtype)
 
     def leaf(g, x, v, s, x0, lam):
         v = v + weighted(lam, g, 2)
@@ -285,8 +268,7 @@ def scale_by_madgrad(learning_rate: ScalarOrSchedule, momentum=0.9, eps=1e-6) ->
         return x_new - x, v, s
 
     def update(updates, state, params=None, **extra):
-        if params is None:
-            raise ValueError("scale_by_madgrad: update needs params, got params=None")
+        need_params("scale_by_madgrad", params)
         check_structure("scale_by_madgrad", updates, grad_sum_sq=state.grad_sum_sq, s=state.s)
         check_structure("scale_by_madgrad", params, what="params", x0=state.x0)
         lam = _step_weight(learning_rate, eps, state.count)

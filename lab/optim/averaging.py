@@ -28,10 +28,9 @@ import jax.numpy as jnp
 
 from lab.optim.aliases import sgd
 from lab.optim.base import (Optimizer, OptState, Params, ScalarOrSchedule, accepts_extra_args,
-                            canonical_dtype, check_hyper, check_hypers,
-                            check_structure, safe_increment, tree_cast)
+                            canonical_dtype, check_hyper, check_hypers, check_structure, like,
+                            lowest_dtype, need_params, promoted, safe_increment, tree_cast)
 from lab.optim.composite_schedules import warmup_constant_schedule
-from lab.optim.lr_free import like, lowest_dtype, promoted
 from lab.optim.transforms import (add_decayed_weights, chain, scale_by_learning_rate,
                                   scale_by_rms)
 
@@ -87,8 +86,7 @@ def schedule_free(base_optimizer, learning_rate: ScalarOrSchedule, b1=0.9,
                                  base_optimizer_state=base_optimizer.init(params), z=z)
 
     def update(updates, state, params=None, **extra):
-        if params is None:
-            raise ValueError("schedule_free: update needs params, got params=None")
+        need_params("schedule_free", params)
         check_structure("schedule_free", updates, params=params, z=state.z)
         lr = learning_rate(state.step_count) if callable(learning_rate) else learning_rate
         max_lr = jnp.maximum(state.max_lr, like(lr, state.max_lr))

@@ -27,15 +27,24 @@ Conventions every module in :mod:`lab.optim` follows:
   optimizer is built (:func:`check_hyper`); arrays and tracers pass through untouched.
 * A block that keeps parameter-shaped buffers checks that ``grads`` has the buffers'
   pytree structure and raises a ValueError naming both (:func:`check_structure`).
+* Leaves of different dtypes meet only through the helpers below (:func:`same_dtype`,
+  :func:`promoted`, the tree reductions): they combine them as JAX's *standard*
+  promotion (and optax) would, written out, so the lab also runs under strict promotion.
+  Scalar state shared by all leaves takes the lowest leaf dtype (:func:`lowest_dtype`).
+  Sums over all leaves run leaf by leaf in tree order, each leaf reduced as optax
+  reduces it (:func:`tree_sum`, :func:`tree_vdot`), so float64 results match optax's
+  to rounding.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from typing import Any, Callable, NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 Params = Any  # a pytree of arrays
 Updates = Any  # a pytree with the structure of Params
@@ -130,6 +139,22 @@ def check_hypers(where: str, **values) -> None:
         check_hyper(where, name, value, HYPER_RANGES[name])
 
 
+def check_static_int(where: str, name: str, value, minimum: int) -> int:
+    """A structural integer (an iteration cap, a memory size) must be a Python int >= minimum."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{where}: {name} must be a Python int (it fixes the compiled loop), "
+                         f"got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{where}: {name}={value} must be >= {minimum}")
+    return value
+
+
+def need_params(where: str, params) -> None:
+    """Raise ValueError for an ``update`` that needs the parameters and got none."""
+    if params is None:
+        raise ValueError(f"{where}: update needs params, got params=None")
+
+
 def check_structure(where: str, grads: Updates, what: str = "grads", **buffers: Any) -> None:
     """Raise ValueError if ``grads`` and any named buffer have different pytree structures."""
     grads_def = jax.tree.structure(grads)
@@ -172,14 +197,6 @@ def tree_full_like(tree: Any, value) -> Any:
     return jax.tree.map(lambda x: jnp.full_like(x, cast_like(value, x)), tree)
 
 
-def tree_sum_of_squares(tree: Any) -> jax.Array:
-    """``sum_i ||x_i||^2`` over all leaves, accumulated leaf by leaf in tree order."""
-    total = 0
-    for leaf in jax.tree.leaves(tree):
-        total = total + jnp.sum(jnp.square(leaf))
-    return jnp.asarray(total)
-
-
 def safe_increment(count: jax.Array) -> jax.Array:
     """``count + 1`` that saturates at the dtype's maximum instead of overflowing."""
     top = jnp.asarray(jnp.iinfo(count.dtype).max, count.dtype)
@@ -188,3 +205,103 @@ def safe_increment(count: jax.Array) -> jax.Array:
 
 def zero_count() -> jax.Array:
     return jnp.zeros([], jnp.int32)
+
+
+# --------------------------------------------------------------------- mixed dtypes
+
+
+def promote_types(*dtypes):
+    """The dtype JAX's standard promotion gives ``dtypes`` (strict promotion, which the
+    test suite runs under, refuses to look up float32 with float64)."""
+    with jax.numpy_dtype_promotion("standard"):
+        return functools.reduce(jnp.promote_types, dtypes)
+
+
+def same_dtype(*arrays: jax.Array) -> tuple:
+    """``arrays`` cast to their promoted dtype (say a float32 accumulator meeting float64
+    gradients); arrays already of that dtype are returned as they are."""
+    dtype = promote_types(*(x.dtype for x in arrays))
+    return tuple(x.astype(dtype) for x in arrays)
+
+
+def promoted(fn, a, b):
+    """``fn(a, b)`` in the dtype standard promotion gives the pair, written out: a Python
+    number stays weakly typed and takes the other's dtype; two arrays are cast to their
+    promoted dtype first."""
+    if is_python_number(a) or is_python_number(b):
+        return fn(a, b)
+    return fn(*same_dtype(a, b))
+
+
+def like(value, leaf: jax.Array):
+    """A hyperparameter (or a number formed from them) for arithmetic with ``leaf``: a
+    Python number as it is, weakly typed, so it takes the leaf's dtype as in optax; an
+    array (or tracer) cast to the leaf's dtype."""
+    return value if is_python_number(value) else cast_like(value, leaf)
+
+
+def _lower(a, b):
+    """The lower of two dtypes (the one that promotes to the other), as optax orders them."""
+    if promote_types(a, b) == b:
+        return a
+    if promote_types(a, b) == a:
+        return b
+    raise ValueError(f"dtypes {a} and {b} cannot be ordered: neither promotes to the other")
+
+
+def lowest_dtype(tree: Any):
+    """The lowest dtype among the leaves of ``tree`` (float32 in a float32/float64 tree;
+    the default float for a tree without leaves): the dtype of scalar state in optax."""
+    dtypes = [jnp.asarray(x).dtype for x in jax.tree.leaves(tree)]
+    return functools.reduce(_lower, dtypes) if dtypes else jnp.asarray([]).dtype
+
+
+# --------------------------------------------------------------------- tree arithmetic
+
+
+def _tree_total(values: list) -> jax.Array:
+    """``((0 + v_1) + v_2) + ...`` with each sum in the promoted dtype, optax's
+    ``jax.tree.reduce(add, values, initializer=0)``."""
+    if not values:
+        return jnp.zeros([])
+    return functools.reduce(lambda total, v: promoted(jnp.add, total, v), values, 0)
+
+
+def tree_sum(tree: Any) -> jax.Array:
+    """``sum_i sum(x_i)``: each leaf summed, then the leaves added in tree order."""
+    return _tree_total([jnp.sum(x) for x in jax.tree.leaves(tree)])
+
+
+def tree_sum_of_squares(tree: Any) -> jax.Array:
+    """``sum_i ||x_i||^2``, accumulated leaf by leaf in tree order."""
+    return _tree_total([jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)])
+
+
+def tree_norm(tree: Any) -> jax.Array:
+    """``sqrt(sum_i ||x_i||^2)`` with the leaves added in tree order."""
+    return jnp.sqrt(tree_sum_of_squares(tree))
+
+
+def tree_vdot(a: Any, b: Any) -> jax.Array:
+    """``<a, b> = sum_i <a_i, b_i>``, each leaf a full contraction at the highest
+    precision (in the leaves' promoted dtype), the leaves added in tree order."""
+    def leaf(x, y):
+        x, y = same_dtype(x, y)
+        return jnp.tensordot(x, y, x.ndim, precision=lax.Precision.HIGHEST)
+
+    return _tree_total(jax.tree.leaves(jax.tree.map(leaf, a, b)))
+
+
+def tree_add_scaled(x: Any, alpha, y: Any) -> Any:
+    """``x + alpha y`` leafwise; the scalar ``alpha`` is cast to each leaf's dtype."""
+    return jax.tree.map(lambda a, b: a + cast_like(alpha, a) * b, x, y)
+
+
+def tree_scale(alpha, x: Any) -> Any:
+    """``alpha x`` leafwise, keeping each leaf's dtype."""
+    return jax.tree.map(lambda a: cast_like(alpha, a) * a, x)
+
+
+def tree_where(condition, x: Any, y: Any) -> Any:
+    """``x`` where the scalar ``condition`` holds, else ``y`` (leafwise select)."""
+    return jax.tree.map(lambda a, b: jnp.where(condition, a, b), x, y)

@@ -30,9 +30,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from lab.optim.base import (Optimizer, Params, ScalarOrSchedule, cast_like, check_hyper,
-                            check_hypers, check_structure, is_python_number, safe_increment,
-                            tree_zeros_like, zero_count)
-from lab.optim.linesearch import check_static_int
+                            check_hypers, check_static_int, check_structure, is_python_number,
+                            safe_increment, tree_zeros_like, zero_count)
 from lab.optim.moments import bias_correct, update_moment
 from lab.optim.newton import learning_rate_at
 

@@ -1,4 +1,4 @@
-"""Line searches as gradient transformations, and the pytree arithmetic they share.
+"""Line searches as gradient transformations.
 
 Contract: a line search is an :class:`~lab.optim.base.Optimizer` placed *last* in an
 optimizer.  It receives the proposed update ``d`` (already signed and scaled, so that
@@ -13,55 +13,22 @@ accept any transform with this signature as ``linesearch=`` and pass it these ke
 so optax's ``scale_by_backtracking_linesearch`` and ``scale_by_zoom_linesearch`` plug in
 unchanged.
 
-The helpers :func:`tree_vdot`, :func:`tree_add_scaled` and :func:`tree_where` are the
-vector-space operations on pytrees used by the second-order methods.
+The vector-space operations on pytrees that the second-order methods use
+(:func:`~lab.optim.base.tree_vdot`, ``tree_add_scaled``, ``tree_scale``, ``tree_where``)
+are defined in :mod:`lab.optim.base` and importable from here.
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from lab.optim.base import Optimizer, cast_like, check_hyper, check_structure
+from lab.optim.base import (Optimizer, cast_like, check_hyper, check_static_int,
+                            check_structure, tree_add_scaled, tree_scale, tree_vdot, tree_where)
 
-# ---------------------------------------------------------------- pytree arithmetic
-
-
-def tree_vdot(a: Any, b: Any) -> jax.Array:
-    """``<a, b> = sum over leaves of vdot(a_i, b_i)``, in the dtype of the first leaf."""
-    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
-    dtype = jnp.result_type(leaves_a[0]) if leaves_a else jnp.float32
-    total = jnp.zeros([], dtype)
-    for x, y in zip(leaves_a, leaves_b):
-        total = total + jnp.vdot(x, y).astype(dtype)
-    return total
-
-
-def tree_add_scaled(x: Any, alpha, y: Any) -> Any:
-    """``x + alpha y`` leafwise; the scalar ``alpha`` is cast to each leaf's dtype."""
-    return jax.tree.map(lambda a, b: a + cast_like(alpha, a) * b, x, y)
-
-
-def tree_scale(alpha, x: Any) -> Any:
-    """``alpha x`` leafwise, keeping each leaf's dtype."""
-    return jax.tree.map(lambda a: cast_like(alpha, a) * a, x)
-
-
-def tree_where(condition, x: Any, y: Any) -> Any:
-    """``x`` where the scalar ``condition`` holds, else ``y`` (leafwise select)."""
-    return jax.tree.map(lambda a, b: jnp.where(condition, a, b), x, y)
-
-
-def check_static_int(where: str, name: str, value, minimum: int) -> int:
-    """A structural integer (an iteration cap, a memory size) must be a Python int >= minimum."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"{where}: {name} must be a Python int (it fixes the compiled loop), "
-                         f"got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{where}: {name}={value} must be >= {minimum}")
-    return value
+# ------------------------------------------------------------------------ helpers
 
 
 def need_objective(where: str, value_fn) -> None:

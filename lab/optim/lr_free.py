@@ -7,15 +7,15 @@ so the states correspond leaf by leaf.  Each keeps scalar state besides its
 parameter-shaped buffers: an estimate ``d`` of the distance to the solution (Prodigy,
 D-Adaptation) or a scale ``s`` per beta (Mechanic), built from sums over *all* leaves.
 Those sums run leaf by leaf in tree order, each leaf reduced as optax reduces it
-(:func:`tree_vdot`, :func:`tree_sum`), so float64 runs match optax to rounding.  Scalar
-state has the lowest dtype among the parameters (:func:`lowest_dtype`), as in optax.
+(:func:`~lab.optim.base.tree_vdot`, :func:`~lab.optim.base.tree_sum`), so float64 runs
+match optax to rounding.  Scalar state has the lowest dtype among the parameters
+(:func:`~lab.optim.base.lowest_dtype`), as in optax.
 ``learning_rate`` here is a multiplier (1.0 by default) or a schedule of it; every
 method ends with ``p <- p + u``.
 """
 from __future__ import annotations
 
-import functools
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -23,77 +23,11 @@ from jax import lax
 
 from lab.optim.base import (Optimizer, OptState, Params, ScalarOrSchedule, Updates,
                             accepts_extra_args, as_float, cast_like, check_hyper, check_hypers,
-                            check_structure, is_python_number, safe_increment, tree_zeros_like,
+                            check_structure, like, lowest_dtype, need_params, promoted,
+                            safe_increment, tree_norm, tree_sum, tree_vdot, tree_zeros_like,
                             zero_count)
 
-# ---------------------------------------------------------------- tree reductions
-
-
-def promote_types(a, b):
-    """The dtype that ``a`` and ``b`` promote to under JAX's standard rules (which the
-    strict mode of the test suite would refuse to look up for float32 and float64)."""
-    with jax.numpy_dtype_promotion("standard"):
-        return jnp.promote_types(a, b)
-
-
-def _lower(a, b):
-    """The lower of two dtypes (the one that promotes to the other), as optax orders them."""
-    if promote_types(a, b) == b:
-        return a
-    if promote_types(a, b) == a:
-        return b
-    raise ValueError(f"dtypes {a} and {b} cannot be ordered: neither promotes to the other")
-
-
-def lowest_dtype(tree: Any):
-    """The lowest dtype among the leaves of ``tree`` (the default float for no leaves)."""
-    dtypes = [jnp.asarray(x).dtype for x in jax.tree.leaves(tree)]
-    return functools.reduce(_lower, dtypes) if dtypes else jnp.asarray([]).dtype
-
-
-def promoted(fn, a, b):
-    """``fn(a, b)`` in the dtype JAX's standard promotion gives the pair, written out (the
-    test suite runs under strict promotion): a Python number stays weakly typed and takes
-    the other's dtype; two arrays are cast to their promoted dtype first."""
-    if is_python_number(a) or is_python_number(b):
-        return fn(a, b)
-    dtype = promote_types(a.dtype, b.dtype)
-    return fn(a.astype(dtype), b.astype(dtype))
-
-
-def _tree_total(values: list) -> jax.Array:
-    """``((0 + v_1) + v_2) + ...``, optax's ``jax.tree.reduce(add, values, initializer=0)``."""
-    if not values:
-        return jnp.zeros([])
-    return functools.reduce(lambda total, v: promoted(jnp.add, total, v), values, 0)
-
-
-def tree_sum(tree: Any) -> jax.Array:
-    """``sum_i sum(x_i)``: each leaf summed, then the leaves added in tree order."""
-    return _tree_total([jnp.sum(x) for x in jax.tree.leaves(tree)])
-
-
-def tree_vdot(a: Any, b: Any) -> jax.Array:
-    """``<a, b> = sum_i <a_i, b_i>``, each leaf a full contraction at the highest
-    precision, the leaves added in tree order (in their promoted dtype)."""
-    def leaf(x, y):
-        dtype = promote_types(x.dtype, y.dtype)
-        x, y = x.astype(dtype), y.astype(dtype)
-        return jnp.tensordot(x, y, x.ndim, precision=lax.Precision.HIGHEST)
-
-    return _tree_total(jax.tree.leaves(jax.tree.map(leaf, a, b)))
-
-
-def tree_norm(tree: Any) -> jax.Array:
-    """``sqrt(sum_i ||x_i||^2)`` with the leaves added in tree order."""
-    return jnp.sqrt(tree_sum(jax.tree.map(jnp.square, tree)))
-
-
-def like(value, leaf: jax.Array):
-    """A hyperparameter (or a number formed from them) for arithmetic with ``leaf``: a
-    Python number as it is, weakly typed, so it takes the leaf's dtype as in optax; an
-    array (or tracer) cast to the leaf's dtype."""
-    return value if is_python_number(value) else cast_like(value, leaf)
+# ------------------------------------------------------------------------ helpers
 
 
 def _bias_correction(beta1, beta2, count: jax.Array) -> jax.Array:
@@ -110,9 +44,22 @@ def _check_betas(where: str, betas) -> tuple:
 
 
 def _need_params(where: str, updates, params) -> None:
-    if params is None:
-        raise ValueError(f"{where}: update needs params, got params=None")
+    need_params(where, params)
     check_structure(where, updates, params=params)
+
+
+def _distance_step(where: str, updates, state, params, learning_rate, beta1, beta2):
+    """The start of a Prodigy or D-Adaptation update: check the inputs, then return the
+    distance estimate ``d``, the step count ``t`` after this step and the step
+    ``a_t = d lr_t sqrt(1 - b2^t) / (1 - b1^t)``, formed as optax forms it (the bias
+    correction in the betas' precision, ``a_t`` in ``d``'s dtype)."""
+    _need_params(where, updates, params)
+    check_structure(where, updates, exp_avg=state.exp_avg)
+    d, count = state.estim_lr, safe_increment(state.count)
+    sched = learning_rate(state.count) if callable(learning_rate) else learning_rate
+    dlr = promoted(jnp.multiply, promoted(jnp.multiply, d, sched),
+                   _bias_correction(beta1, beta2, count))
+    return d, count, cast_like(dlr, d)
 
 
 # ------------------------------------------------------------------------ Prodigy
@@ -158,13 +105,8 @@ def prodigy(learning_rate: ScalarOrSchedule = 1.0, betas=(0.9, 0.999), beta3=Non
                             jnp.zeros([], dtype), zero_count())
 
     def update(updates, state, params=None, **extra):
-        _need_params("prodigy", updates, params)
-        check_structure("prodigy", updates, exp_avg=state.exp_avg)
-        d, count = state.estim_lr, safe_increment(state.count)
-        sched = learning_rate(state.count) if callable(learning_rate) else learning_rate
-        bias_correction = _bias_correction(beta1, beta2, count)  # in the betas' precision
-        dlr = cast_like(promoted(jnp.multiply, promoted(jnp.multiply, d, sched),
-                                 bias_correction), d)  # a_t, formed as optax forms it
+        d, count, dlr = _distance_step("prodigy", updates, state, params, learning_rate,
+                                       beta1, beta2)
         dg = jax.tree.map(lambda g: cast_like(d, g) * g, updates)
         param_diff = jax.tree.map(lambda p0, p: p0 - p, state.params0, params)
         numerator = cast_like(tree_vdot(updates, param_diff), d)  # <g, x0 - x>
@@ -227,13 +169,8 @@ def dadapt_adamw(learning_rate: ScalarOrSchedule = 1.0, betas=(0.9, 0.999), eps=
                                 jnp.zeros([], dtype), zero_count())
 
     def update(updates, state, params=None, **extra):
-        _need_params("dadapt_adamw", updates, params)
-        check_structure("dadapt_adamw", updates, exp_avg=state.exp_avg)
-        d, count = state.estim_lr, safe_increment(state.count)
-        sched = learning_rate(state.count) if callable(learning_rate) else learning_rate
-        bias_correction = _bias_correction(beta1, beta2, count)  # in the betas' precision
-        dlr = cast_like(promoted(jnp.multiply, promoted(jnp.multiply, d, sched),
-                                 bias_correction), d)  # a_t, formed as optax forms it
+        d, count, dlr = _distance_step("dadapt_adamw", updates, state, params, learning_rate,
+                                       beta1, beta2)
         s_weighted = jax.tree.map(lambda s, v: s / (jnp.sqrt(v) + like(eps, v)),
                                   state.grad_sum, state.exp_avg_sq)
         numerator = cast_like(tree_vdot(updates, s_weighted), d)

@@ -22,20 +22,19 @@ import jax.numpy as jnp
 from jax import lax
 
 from lab.optim.base import (Optimizer, Params, as_float, canonical_dtype, cast_like, check_hypers,
-                            check_structure, safe_increment, tree_cast, tree_full_like,
-                            tree_zeros_like, zero_count)
+                            check_structure, safe_increment, same_dtype, tree_cast,
+                            tree_full_like, tree_zeros_like, zero_count)
 
 # ------------------------------------------------------------------- leaf helpers
 
-
-def _common_dtype(g: jax.Array, m: jax.Array) -> tuple[jax.Array, jax.Array]:
-    dtype = jnp.promote_types(g.dtype, m.dtype)
-    return g.astype(dtype), m.astype(dtype)
+# a buffer in its own dtype (``accumulator_dtype``, ``mu_dtype``) meets the gradient in
+# the promoted dtype; the name :mod:`lab.optim.scale_rules` imports
+_common_dtype = same_dtype
 
 
 def update_moment(g: jax.Array, m: jax.Array, decay, order: int) -> jax.Array:
     """EMA of the ``order``-th power: ``(1 - decay) g^order + decay m``."""
-    g, m = _common_dtype(g, m)
+    g, m = same_dtype(g, m)
     return cast_like(1 - decay, g) * g**order + cast_like(decay, m) * m
 
 
@@ -66,7 +65,7 @@ def trace(decay, nesterov: bool = False, accumulator_dtype=None) -> Optimizer:
     dtype = canonical_dtype(accumulator_dtype)
 
     def step(g, v):
-        g, v = _common_dtype(g, v)
+        g, v = same_dtype(g, v)
         return g + cast_like(decay, v) * v
 
     def init(params):

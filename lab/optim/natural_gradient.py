@@ -34,8 +34,8 @@ import jax.numpy as jnp
 
 from lab import losses
 from lab.optim.base import (Optimizer, ScalarOrSchedule, apply_updates, cast_like, check_hyper,
-                            check_hypers, check_structure, safe_increment, zero_count)
-from lab.optim.linesearch import check_static_int, tree_vdot
+                            check_hypers, check_static_int, check_structure, safe_increment,
+                            tree_vdot, zero_count)
 from lab.optim.newton import learning_rate_at
 from lab.optim.kronecker import refresh_every
 

@@ -15,9 +15,8 @@ batch of ``(prod reduction axes) x (prod output axes)`` matrices, one per index 
 remaining axes.  In :func:`muon` a leaf whose dimension number is ``None`` (by default:
 every leaf that is not 2-D) is updated by AdamW instead.
 
-Also here: :func:`partition` (a different transform per labelled group of leaves, state
-``PartitionState(inner_states={label: MaskedState})`` as optax's) and
-:func:`orthogonalize_via_newton_schulz`.
+Also here: :func:`orthogonalize_via_newton_schulz`.  :func:`muon` routes the leaves with
+:func:`~lab.optim.transforms.partition`.
 """
 from __future__ import annotations
 
@@ -30,14 +29,13 @@ import numpy as np
 from jax import lax
 
 from lab.optim.adam_family import adamw
-from lab.optim.base import (Optimizer, Params, ScalarOrSchedule, accepts_extra_args, as_float,
-                            canonical_dtype, cast_like, check_hyper, check_hypers,
+from lab.optim.base import (Optimizer, Params, ScalarOrSchedule, as_float, canonical_dtype,
+                            cast_like, check_hyper, check_hypers, check_static_int,
                             check_structure, init_empty_state, safe_increment, tree_cast,
                             tree_zeros_like, zero_count)
-from lab.optim.linesearch import check_static_int
 from lab.optim.moments import update_moment
 from lab.optim.scale_rules import _first_moment_hat
-from lab.optim.transforms import add_decayed_weights, chain, masked, scale_by_learning_rate
+from lab.optim.transforms import add_decayed_weights, chain, partition, scale_by_learning_rate
 
 # Jordan's quintic: the largest slope at 0 that still maps (0, 1] into about [0.7, 1.2]
 STANDARD_COEFFS = (3.4445, -4.7750, 2.0315)
@@ -264,43 +262,6 @@ def scale_by_shape(weight_dimension_numbers: DimensionSpec = None,
     return Optimizer(init_empty_state, update)
 
 
-class PartitionState(NamedTuple):
-    inner_states: dict  # label -> MaskedState of that label's transform
-
-
-def partition(transforms: dict, param_labels) -> Optimizer:
-    """Route each leaf to ``transforms[label]``: ``param_labels`` is a pytree of labels
-    (a prefix of the params') or a function of the params returning one.  Each transform
-    sees only its own leaves (through :func:`~lab.optim.transforms.masked`)."""
-
-    def labels_of(tree):
-        return param_labels(tree) if callable(param_labels) else param_labels
-
-    def routed(labels):
-        return {label: masked(tx, jax.tree.map(lambda lab, lbl=label: lab == lbl, labels))
-                for label, tx in transforms.items()}
-
-    def init(params):
-        labels = labels_of(params)
-        unknown = set(jax.tree.leaves(labels)) - set(transforms)
-        if unknown:
-            raise ValueError(f"partition: labels {sorted(unknown)} have no transform; "
-                             f"transforms are given for {sorted(transforms)}")
-        return PartitionState({k: tx.init(params) for k, tx in routed(labels).items()})
-
-    takes_extra = {label: accepts_extra_args(tx) for label, tx in transforms.items()}
-
-    def update(updates, state, params=None, **extra):
-        inner_states = {}
-        for label, tx in routed(labels_of(updates)).items():
-            kwargs = extra if takes_extra[label] else {}
-            updates, inner_states[label] = tx.update(updates, state.inner_states[label], params,
-                                                     **kwargs)
-        return updates, PartitionState(inner_states)
-
-    return Optimizer(init, update)
-
-
 # ------------------------------------------------------------------------ muon
 
 
@@ -317,7 +278,8 @@ def muon(learning_rate: ScalarOrSchedule, ns_coeffs=STANDARD_COEFFS, ns_steps: i
     adam_weight_decay, nesterov=nesterov)`` (NAdamW by default, as in optax).
     ``muon_weight_dimension_numbers`` (a tree of :class:`MuonDimensionNumbers` or None,
     or a function of the params returning one) picks the matrices; by default every 2-D
-    leaf.  The state is ``PartitionState({"adam": ..., "muon": ...})``.
+    leaf.  The state is :func:`~lab.optim.transforms.partition`'s
+    ``PartitionState({"adam": ..., "muon": ...})``.
 
     References: Jordan et al., *Muon: an optimizer for hidden layers in neural
     networks*, 2024; Liu et al., *Muon is scalable for LLM training*, 2025."""

@@ -14,61 +14,32 @@ are the parameters the update is computed at and ``g_t`` the incoming gradient.
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from lab.optim.base import (Optimizer, Params, ScalarOrSchedule, cast_like, check_hyper,
-                            check_hypers, check_structure, identity, tree_full_like,
+                            check_hypers, check_structure, identity, lowest_dtype, need_params,
+                            tree_full_like, tree_norm, tree_scale, tree_sum_of_squares,
                             tree_zeros_like)
 from lab.optim.transforms import add_decayed_weights, chain, scale_by_learning_rate
 
 # ------------------------------------------------------------------------ helpers
 
 
-def _lowest_dtype(tree: Any):
-    """The leaf dtype every other leaf dtype promotes to (float32 in a float32/float64
-    tree); JAX's default float dtype for a tree without leaves."""
-    dtypes = [jnp.asarray(x).dtype for x in jax.tree.leaves(tree)]
-    if not dtypes:
-        return jnp.asarray(0.0).dtype
-    with jax.numpy_dtype_promotion("standard"):
-        return functools.reduce(lambda a, b: a if jnp.promote_types(a, b) == b else b, dtypes)
-
-
-def _squared_norm(tree: Any) -> jax.Array:
-    """``sum_i ||x_i||^2``: per-leaf sums added in tree order (as optax.tree.norm does),
-    in the widest leaf dtype."""
-    sums = [jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)]
-    if not sums:
-        return jnp.zeros([])
-    with jax.numpy_dtype_promotion("standard"):
-        dtype = functools.reduce(jnp.promote_types, [s.dtype for s in sums])
-    total = jnp.zeros([], dtype)
-    for s in sums:
-        total = total + s.astype(dtype)
-    return total
-
-
 def _distance(tree_a: Any, tree_b: Any, squared: bool = False) -> jax.Array:
     """``||a - b||`` over all leaves (squared if asked)."""
-    sq = _squared_norm(jax.tree.map(lambda a, b: a - b, tree_a, tree_b))
+    sq = tree_sum_of_squares(jax.tree.map(lambda a, b: a - b, tree_a, tree_b))
     return sq if squared else jnp.sqrt(sq)
 
 
 def _needs_params(where: str, updates, params, **start) -> None:
     """Raise ValueError without ``params``, or if grads or params are not shaped like the
     stored starting point ``start`` (one keyword: its state field name)."""
-    if params is None:
-        raise ValueError(f"{where}: update needs params, got params=None")
+    need_params(where, params)
     check_structure(where, updates, **start)
     check_structure(where, params, what="params", **start)
-
-
-def _scale_tree(step: jax.Array, updates: Any) -> Any:
-    return jax.tree.map(lambda g: cast_like(step, g) * g, updates)
 
 
 def _decay_then(weight_decay, mask, *blocks) -> Optimizer:
@@ -114,11 +85,11 @@ def scale_by_dog(init_step, eps=1e-8) -> Optimizer:
     check_hypers("scale_by_dog", eps=eps)
 
     def init(params):
-        dtype = _lowest_dtype(params)
+        dtype = lowest_dtype(params)
         if kind == "distance":
             r_eps = jnp.asarray(value, dtype)
         elif kind == "heuristic":
-            norm = jnp.sqrt(_squared_norm(params))
+            norm = tree_norm(params)
             r_eps = cast_like(value, norm) * (1 + norm)
         else:
             r_eps = jnp.zeros([], dtype)
@@ -129,12 +100,12 @@ def scale_by_dog(init_step, eps=1e-8) -> Optimizer:
         _needs_params("scale_by_dog", updates, params, init_params=state.init_params)
         dist = _distance(state.init_params, params).astype(state.max_dist.dtype)
         max_dist = jnp.maximum(state.max_dist, dist)
-        sq = _squared_norm(updates).astype(state.sum_sq_norm_grads.dtype)
+        sq = tree_sum_of_squares(updates).astype(state.sum_sq_norm_grads.dtype)
         sum_sq = state.sum_sq_norm_grads + sq
         step = max_dist / jnp.sqrt(sum_sq + cast_like(eps, sum_sq))
         if kind == "learning_rate":
             step = jnp.where(state.is_init_step, cast_like(value, step), step)
-        return _scale_tree(step, updates), DoGState(
+        return tree_scale(step, updates), DoGState(
             is_init_step=jnp.asarray(False), init_params=state.init_params,
             max_dist=max_dist, sum_sq_norm_grads=sum_sq)
 
@@ -176,7 +147,7 @@ def scale_by_dowg(init_estim_sq_dist=None, eps=1e-4) -> Optimizer:
     start = eps if init_estim_sq_dist is None else init_estim_sq_dist
 
     def init(params):
-        dtype = _lowest_dtype(params)
+        dtype = lowest_dtype(params)
         return DoWGState(init_params=params, weighted_sq_norm_grads=jnp.zeros([], dtype),
                          estim_sq_dist=jnp.asarray(start, dtype))
 
@@ -185,9 +156,10 @@ def scale_by_dowg(init_estim_sq_dist=None, eps=1e-4) -> Optimizer:
         dtype = state.estim_sq_dist.dtype
         sq_dist = _distance(state.init_params, params, squared=True).astype(dtype)
         estim = jnp.maximum(state.estim_sq_dist, sq_dist)
-        weighted = estim * _squared_norm(updates).astype(dtype) + state.weighted_sq_norm_grads
+        sq_norm = tree_sum_of_squares(updates).astype(dtype)
+        weighted = estim * sq_norm + state.weighted_sq_norm_grads
         step = estim / (jnp.sqrt(weighted) + cast_like(eps, weighted))
-        return _scale_tree(step, updates), DoWGState(
+        return tree_scale(step, updates), DoWGState(
             init_params=state.init_params, weighted_sq_norm_grads=weighted,
             estim_sq_dist=estim)
 

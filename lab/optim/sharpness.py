@@ -29,11 +29,11 @@ from jax import lax
 
 from lab.curvature import hessian_vector_product
 from lab.optim.base import (Optimizer, Params, ScalarOrSchedule, accepts_extra_args, apply_updates,
-                            canonical_dtype, cast_like, check_hyper, check_hypers, check_structure,
-                            init_empty_state, safe_increment, tree_cast, tree_sum_of_squares,
-                            tree_zeros_like, zero_count)
+                            canonical_dtype, cast_like, check_hyper, check_hypers, check_static_int,
+                            check_structure, init_empty_state, need_params, safe_increment,
+                            tree_cast, tree_norm, tree_where, tree_zeros_like, zero_count)
 from lab.optim.aliases import sgd
-from lab.optim.linesearch import check_static_int, need_objective
+from lab.optim.linesearch import need_objective
 from lab.optim.moments import bias_correct, update_moment
 from lab.optim.transforms import _as_key, add_decayed_weights, chain, scale_by_learning_rate
 
@@ -44,7 +44,7 @@ def normalize() -> Optimizer:
     """``u = g / ||g||``, the norm taken over all leaves together (no guard at 0)."""
 
     def update(updates, state, params=None, **extra):
-        norm = jnp.sqrt(tree_sum_of_squares(updates))
+        norm = tree_norm(updates)
         return jax.tree.map(lambda g: g / cast_like(norm, g), updates), state
 
     return Optimizer(init_empty_state, update)
@@ -55,10 +55,6 @@ class SAMState(NamedTuple):
     opt_state: Any  # the outer optimizer's state
     adv_state: Any  # the adversarial (ascent) optimizer's state
     cache: Optional[Params]  # the point the outer step starts from; None in opaque mode
-
-
-def _pick(condition, if_true, if_false):
-    return jax.tree.map(lambda a, b: jnp.where(condition, a, b), if_true, if_false)
 
 
 def _call(transform, updates, state, params):
@@ -92,8 +88,7 @@ def sam(optimizer, adv_optimizer, sync_period: int = 2, reset_state: bool = True
                         cache=None if opaque_mode else params)
 
     def transparent(updates, state, params=None, *, grad_fn=None, **extra):
-        if params is None:
-            raise ValueError("sam: update needs params, got params=None")
+        need_params("sam", params)
         check_structure("sam", updates, params=params, cache=state.cache)
         first = state.steps_since_sync == 0
         last = state.steps_since_sync == sync_period - 1
@@ -102,17 +97,16 @@ def sam(optimizer, adv_optimizer, sync_period: int = 2, reset_state: bool = True
         outer, opt_state = _call(optimizer, updates, state.opt_state, state.cache)
         outer = jax.tree.map(lambda c, p, u: c - p + u, state.cache, params, outer)
         kept_adv = adv_optimizer.init(params) if reset_state else state.adv_state
-        return _pick(last, outer, ascent), SAMState(
+        return tree_where(last, outer, ascent), SAMState(
             steps_since_sync=(state.steps_since_sync + 1) % sync_period,
-            opt_state=_pick(last, opt_state, state.opt_state),
-            adv_state=_pick(last, kept_adv, adv_state),
-            cache=_pick(first, params, state.cache))
+            opt_state=tree_where(last, opt_state, state.opt_state),
+            adv_state=tree_where(last, kept_adv, adv_state),
+            cache=tree_where(first, params, state.cache))
 
     def opaque(updates, state, params=None, *, grad_fn=None, **extra):
         if grad_fn is None:
             raise TypeError("sam(opaque_mode=True).update needs grad_fn=lambda params, i: grads")
-        if params is None:
-            raise ValueError("sam: update needs params, got params=None")
+        need_params("sam", params)
         check_structure("sam", updates, params=params)
         point, grads, adv_state = params, updates, state.adv_state
         for i in range(sync_period - 1):
@@ -183,8 +177,7 @@ def hutchinson_estimator_diag_hessian(random_seed=None) -> Optimizer:
     def update(updates, state, params=None, *, obj_fn=None, value_fn=None, **extra):
         where = "hutchinson_estimator_diag_hessian"
         objective = _objective(where, obj_fn, value_fn)
-        if params is None:
-            raise ValueError(f"{where}: update needs params, got params=None")
+        need_params(where, params)
         key, sample_key = jax.random.split(state.key)
         leaves, treedef = jax.tree.flatten(params)
         keys = jax.random.split(sample_key, len(leaves))
@@ -244,8 +237,7 @@ def scale_by_sophia(b1=0.965, b2=0.99, eps=1e-8, gamma=0.01, clip_threshold=1.0,
         return jnp.clip(u, -bound, bound)
 
     def update(updates, state, params=None, **extra):
-        if params is None:
-            raise ValueError(f"{where}: update needs params, got params=None")
+        need_params(where, params)
         check_structure(where, updates, mu=state.mu, nu=state.nu)
         count = safe_increment(state.count)
         mu = jax.tree.map(lambda g, m: update_moment(g, m, b1, 1), updates, state.mu)

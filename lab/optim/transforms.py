@@ -14,7 +14,8 @@ the step count after this update (1 on the first call), and operate elementwise.
   :func:`scale_by_sign`, :func:`scale_by_trust_ratio`;
 * additive: :func:`add_decayed_weights`, :func:`add_noise`;
 * clipping: :func:`clip`, :func:`clip_by_global_norm`;
-* combinators: :func:`chain`, :func:`masked`, :func:`apply_if_finite`.
+* combinators: :func:`chain`, :func:`masked`, :func:`partition` (a transform per
+  labelled group of leaves, optax's ``partition``), :func:`apply_if_finite`.
 """
 from __future__ import annotations
 
@@ -280,6 +281,43 @@ def masked(inner, mask) -> Optimizer:
                             else inner.update(*args))
         updates = jax.tree.map(lambda keep, n, old: n if keep else old, m, new, updates)
         return updates, MaskedState(inner_state=inner_state)
+
+    return Optimizer(init, update)
+
+
+class PartitionState(NamedTuple):
+    inner_states: dict  # label -> MaskedState of that label's transform
+
+
+def partition(transforms: dict, param_labels) -> Optimizer:
+    """Route each leaf to ``transforms[label]``: ``param_labels`` is a pytree of labels
+    (a prefix of the params') or a function of the params returning one.  Each transform
+    sees only its own leaves (through :func:`masked`)."""
+
+    def labels_of(tree):
+        return param_labels(tree) if callable(param_labels) else param_labels
+
+    def routed(labels):
+        return {label: masked(tx, jax.tree.map(lambda lab, lbl=label: lab == lbl, labels))
+                for label, tx in transforms.items()}
+
+    def init(params):
+        labels = labels_of(params)
+        unknown = set(jax.tree.leaves(labels)) - set(transforms)
+        if unknown:
+            raise ValueError(f"partition: labels {sorted(unknown)} have no transform; "
+                             f"transforms are given for {sorted(transforms)}")
+        return PartitionState({k: tx.init(params) for k, tx in routed(labels).items()})
+
+    takes_extra = {label: accepts_extra_args(tx) for label, tx in transforms.items()}
+
+    def update(updates, state, params=None, **extra):
+        inner_states = {}
+        for label, tx in routed(labels_of(updates)).items():
+            kwargs = extra if takes_extra[label] else {}
+            updates, inner_states[label] = tx.update(updates, state.inner_states[label], params,
+                                                     **kwargs)
+        return updates, PartitionState(inner_states)
 
     return Optimizer(init, update)
 
