@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lab import data, losses, nets, optim, train
+from lab import data, losses, nets, optim, train, workloads
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from machine import describe  # noqa: E402
@@ -40,22 +40,11 @@ BATCH = 100
 LEARNING_RATE = 1e-2
 
 
-def conv1d(channels: int, kernel: int) -> nets.Layer:
-    """A 1-D convolution (stride 2, one point of zero padding each side) on (N, 1, L, C)."""
-    return nets.Conv2D(channels, (1, kernel), (1, 2), ((0, 0), (1, 1)))
-
-
 def model(name: str) -> tuple[nets.Layer, tuple[int, ...]]:
-    """The network and the input shape it takes."""
-    if name == "logistic":
-        return nets.Dense(10), (-1, 40)
-    if name == "mlp":
-        return nets.serial(nets.Dense(100), nets.Relu, nets.Residual(nets.Dense(100), nets.Relu),
-                           nets.Dense(10)), (-1, 40)
-    if name == "cnn":
-        return nets.serial(conv1d(25, 5), nets.Relu, conv1d(25, 3), nets.Relu, conv1d(25, 3),
-                           nets.Relu, nets.Flatten, nets.Dense(10)), (-1, 1, 40, 1)
-    raise ValueError(f"unknown model {name!r}; choose from {sorted(PAPER)}")
+    """The network and the input shape it takes (:func:`lab.workloads.mnist1d_model`)."""
+    if name not in PAPER:
+        raise ValueError(f"unknown model {name!r}; choose from {sorted(PAPER)}")
+    return workloads.mnist1d_model(name)
 
 
 def run(name: str, seed: int, steps: int, split) -> dict:

@@ -5,8 +5,8 @@
   :func:`median_or_inf`, :func:`nan_median`, :func:`ceil` (medians over seeds; +inf drawn at
   a ceiling on a log axis) and :func:`contraction_rate` (per-step rate of a distance).
 * Problems: :func:`digits` (the 8x8 digits as host arrays), :func:`digits_mlp` (the tanh MLP
-  64-hidden-10), :func:`classifier` (a softmax cross-entropy :class:`lab.sweep.Problem` for
-  a net), :func:`digits_mlp_problem` (the two together, on every image),
+  64-hidden-10), :func:`classifier` (from :mod:`lab.workloads`: a softmax cross-entropy
+  :class:`lab.sweep.Problem` for a net), :func:`digits_mlp_problem` (the two together, on every image),
   :func:`spectrum` / :func:`quadratic_hessian` (the quadratics with geometric eigenvalues)
   and :func:`rosenbrock`.
 * Identity: :func:`describe` builds a Study description from the values that shape the
@@ -30,6 +30,7 @@ import numpy as np
 from lab import data, losses, nets
 from lab.store import Store
 from lab.sweep import Problem, SweepResult, SweepSpec, check_sweep, classification_metrics, run_sweep
+from lab.workloads import classifier
 from studies import stored_sweep
 
 Sweep = Callable[[SweepSpec], SweepResult]
@@ -105,20 +106,6 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
 def digits_mlp(hidden: int, activation: str = "tanh"):
     """The MLP 64-``hidden``-10 the digits studies train."""
     return nets.mlp([int(hidden), DIGITS_CLASSES], activation=activation)
-
-
-def classifier(net, x, y, *, dtype=jnp.float32, evaluate=None, eval_x=None, eval_y=None) -> Problem:
-    """A classification Problem for ``net`` on ``(x, y)``: softmax cross-entropy on integer
-    labels, parameters ``net.init(key, (-1, features), dtype=dtype)``, evaluation
-    :func:`lab.sweep.classification_metrics` (loss, accuracy) unless ``evaluate`` is given."""
-    features = int(np.shape(x)[1])
-
-    def loss(params, xb, yb, key):
-        return losses.softmax_cross_entropy_with_integer_labels(net.apply(params, xb), yb)
-
-    return Problem(init_params=lambda key: net.init(key, (-1, features), dtype=dtype)[1], loss=loss, x=x, y=y,
-                   evaluate=classification_metrics(net.apply) if evaluate is None else evaluate,
-                   eval_x=eval_x, eval_y=eval_y)
 
 
 def digits_mlp_problem(hidden: int) -> Problem:
