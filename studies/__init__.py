@@ -39,6 +39,7 @@ STUDIES = {
     "edge_of_stability": "studies.edge_of_stability",
     "optimizers": "studies.optimizers",
     "lr_free": "studies.lr_free",
+    "benchmark": "studies.benchmark",
     "claims": "studies.claims",
 }
 

@@ -67,7 +67,7 @@ def test_list_shows_every_study_and_unavailable_ones(tiny, capsys):
 
 def test_real_registry_lists_every_study_and_each_imports(capsys):
     assert list(studies.STUDIES) == ["learning_rate", "batch_size", "momentum", "newton", "edge_of_stability",
-                                     "optimizers", "lr_free", "claims"]
+                                     "optimizers", "lr_free", "benchmark", "claims"]
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
     for name in studies.STUDIES:
