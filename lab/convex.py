@@ -10,8 +10,10 @@ entries), logits ``z = X w + b`` and labels ``y`` in {0, 1}:
 (the bias is not penalised).  For ``l2 > 0`` ``f`` is strictly convex with a unique
 minimiser.  :func:`breast_cancer_logistic_optimum` finds it with SciPy's Newton-CG (float64
 NumPy, exact gradient and Hessian) to a gradient norm below 1e-10, so an optimizer's
-result can be scored by its distance to the optimum.  Everything here is float64: it needs
-``jax_enable_x64``.
+result can be scored by its distance to the optimum; :func:`breast_cancer_logistic_newton`
+finds the same point with NumPy alone (for the benchmark workload, which needs neither SciPy
+nor x64).  :func:`breast_cancer_problem` gives the data as float64 JAX arrays and needs
+``jax_enable_x64``; :func:`breast_cancer_arrays` gives them as NumPy float64 without it.
 """
 from __future__ import annotations
 
@@ -34,13 +36,26 @@ class LogisticOptimum(NamedTuple):
     iterations: int     # SciPy's Newton-CG iterations
 
 
+@functools.cache
+def breast_cancer_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` as read-only NumPy float64 arrays, whatever ``jax_enable_x64`` says: the
+    features (569, 30) standardised over all examples (each column mean 0, std 1) and the
+    0/1 labels (569,) (1 = benign)."""
+    arrays = data._read_breast_cancer()
+    x = np.asarray(arrays["features"], np.float64)
+    x = (x - x.mean(axis=0)) / x.std(axis=0)
+    y = np.asarray(arrays["labels"], np.float64)
+    for a in (x, y):
+        a.setflags(write=False)
+    return x, y
+
+
 def breast_cancer_problem() -> tuple[jax.Array, jax.Array]:
-    """``(x, y)``: the standardised breast-cancer features, float64 (569, 30) (each column
-    mean 0, std 1 over all examples), and the float64 0/1 labels (569,) (1 = benign)."""
+    """:func:`breast_cancer_arrays` as float64 JAX arrays (needs ``jax_enable_x64``)."""
     if not jax.config.read("jax_enable_x64"):
         raise RuntimeError("lab.convex works in float64: call jax.config.update('jax_enable_x64', True) first")
-    x, y = data.load_breast_cancer(dtype=jnp.float64)
-    return data.standardize(x, data.fit_standardizer(x)), y.astype(jnp.float64)
+    x, y = breast_cancer_arrays()
+    return jnp.asarray(x), jnp.asarray(y)
 
 
 def logistic_loss(params: jax.Array, x: jax.Array, y: jax.Array, l2) -> jax.Array:
@@ -66,17 +81,11 @@ def breast_cancer_logistic_optimum(l2: float = 1e-2) -> LogisticOptimum:
 
 @functools.lru_cache(maxsize=16)
 def _solve(l2: float) -> LogisticOptimum:
-    x, y = (np.asarray(a, np.float64) for a in breast_cancer_problem())
-    return _newton_cg(l2, x, y)
+    return _newton_cg(l2, *breast_cancer_arrays())
 
 
-def _newton_cg(l2: float, x: np.ndarray, y: np.ndarray) -> LogisticOptimum:
-    """Minimise ``n f`` (the sum of the losses, not their mean): SciPy's inner CG loop stops
-    when the curvature ``p^T H p`` falls below an absolute 3 eps, which the mean's tiny
-    gradients reach near the optimum (it stalled at a gradient norm of 8e-8 on ``f``)."""
-    from scipy.optimize import minimize
-    from scipy.special import expit
-
+def _sum_objective(l2: float, x: np.ndarray, y: np.ndarray):
+    """``n f`` (the sum of the losses), its gradient and its Hessian as NumPy functions of theta."""
     n, d = x.shape
     design = np.hstack([x, np.ones((n, 1))])        # (n, d + 1): the bias is a column of ones
     penalty = n * np.r_[np.full(d, l2), 0.0]        # (d + 1,): n l2, no penalty on the bias
@@ -85,13 +94,27 @@ def _newton_cg(l2: float, x: np.ndarray, y: np.ndarray) -> LogisticOptimum:
         z = design @ theta
         return np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * np.sum(penalty * theta ** 2)
 
+    def sigmoid(theta):   # 1 / (1 + exp(-z)) without overflow
+        return 0.5 * (1.0 + np.tanh(0.5 * (design @ theta)))
+
     def grad(theta):
-        return design.T @ (expit(design @ theta) - y) + penalty * theta
+        return design.T @ (sigmoid(theta) - y) + penalty * theta
 
     def hess(theta):
-        s = expit(design @ theta)
+        s = sigmoid(theta)
         return (design.T * (s * (1.0 - s))) @ design + np.diag(penalty)
 
+    return total, grad, hess
+
+
+def _newton_cg(l2: float, x: np.ndarray, y: np.ndarray) -> LogisticOptimum:
+    """Minimise ``n f`` (the sum of the losses, not their mean): SciPy's inner CG loop stops
+    when the curvature ``p^T H p`` falls below an absolute 3 eps, which the mean's tiny
+    gradients reach near the optimum (it stalled at a gradient norm of 8e-8 on ``f``)."""
+    from scipy.optimize import minimize
+
+    n, d = x.shape
+    total, grad, hess = _sum_objective(l2, x, y)
     result = minimize(total, np.zeros(d + 1), jac=grad, hess=hess, method="Newton-CG",
                       options={"xtol": 1e-14, "maxiter": 200})
     theta = result.x
@@ -101,3 +124,23 @@ def _newton_cg(l2: float, x: np.ndarray, y: np.ndarray) -> LogisticOptimum:
                            f"(l2={l2}): {result.message}")
     theta.setflags(write=False)
     return LogisticOptimum(theta, float(total(theta)) / n, grad_norm, int(result.nit))
+
+
+@functools.lru_cache(maxsize=16)
+def breast_cancer_logistic_newton(l2: float = 1e-2) -> LogisticOptimum:
+    """The same minimiser by Newton's method in NumPy alone (no SciPy, no x64): full steps
+    shortened by backtracking (Armijo, factor 1/4), from zero until ``||grad f|| < GRAD_TOL``;
+    what :mod:`lab.workloads` scores against.  RuntimeError after 100 iterations."""
+    n, d = breast_cancer_arrays()[0].shape
+    total, grad, hess = _sum_objective(float(l2), *breast_cancer_arrays())
+    theta = np.zeros(d + 1)
+    for iteration in range(100):
+        g = grad(theta)
+        if np.linalg.norm(g) / n < GRAD_TOL:
+            theta.setflags(write=False)
+            return LogisticOptimum(theta, float(total(theta)) / n, float(np.linalg.norm(g)) / n, iteration)
+        step, t = np.linalg.solve(hess(theta), g), 1.0
+        while total(theta - t * step) > total(theta) - 0.25 * t * g @ step and t > 1e-8:
+            t /= 2
+        theta = theta - t * step
+    raise RuntimeError(f"Newton did not reach a gradient norm of {GRAD_TOL} on the breast-cancer logistic (l2={l2})")

@@ -30,7 +30,7 @@ The workloads (:data:`NAMES`):
   (the paper's recurrent baseline, a GRU, reaches 91%); target: test accuracy.
 * ``breast_cancer_logistic``: L2-regularised logistic regression (l2 = 1e-2) on the 569
   standardised breast-cancer examples, full batch: convex, with its optimum ``f*`` solved to
-  a gradient norm below 1e-10 in float64 (:func:`logistic_optimum`); target: the objective
+  a gradient norm below 1e-10 in float64 (:func:`lab.convex.breast_cancer_logistic_newton`); target: the objective
   within ``1e-4 f*`` of ``f*`` (metric ``eval_relative_suboptimality = f / f* - 1``).
 * ``char_transformer``: a 2-block pre-norm transformer (width 64, 4 heads) predicting the next
   character of the shipped 1 MB Python-source corpus (:func:`lab.data.load_text`), windows of
@@ -54,7 +54,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lab import data, losses, nets, optim
+from lab import convex, data, losses, nets, optim
 from lab.protocol.spaces import SCHEDULE_KNOBS, SPACES
 from lab.sweep.spec import Problem, Study, classification_metrics
 
@@ -64,7 +64,6 @@ LOGISTIC_L2 = 1e-2
 DIGITS_SPLIT_KEY = 0      # the key of the digits' fixed train/test shuffle
 TEXT_CONTEXT = 64         # characters a transformer window predicts
 TEXT_EVAL_WINDOWS = 128
-_NONE = inspect.Parameter("none", inspect.Parameter.KEYWORD_ONLY)   # a parameter without default
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,14 +137,17 @@ def classifier(net, x, y, *, dtype=jnp.float32, evaluate=None, eval_x=None, eval
 def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The digits as ``(x_train (1348, 64), y_train, x_test (449, 64), y_test)`` host arrays."""
     x, y = data.load_digits()
-    parts = data.train_test_split(jax.random.key(DIGITS_SPLIT_KEY), x, y, test_fraction=0.25)
-    return tuple(np.asarray(a, DTYPE if i % 2 == 0 else np.int32) for i, a in enumerate(parts))
+    return _host(data.train_test_split(jax.random.key(DIGITS_SPLIT_KEY), x, y, test_fraction=0.25))
 
 
 @functools.cache
 def mnist1d_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """MNIST-1D as ``(x_train (4000, 40), y_train, x_test (1000, 40), y_test)`` host arrays."""
-    parts = data.load_mnist1d()
+    return _host(data.load_mnist1d())
+
+
+def _host(parts) -> tuple[np.ndarray, ...]:
+    """``(x, y, x_test, y_test)`` as NumPy: inputs in DTYPE, labels int32."""
     return tuple(np.asarray(a, DTYPE if i % 2 == 0 else np.int32) for i, a in enumerate(parts))
 
 
@@ -185,48 +187,12 @@ def _mnist1d(model: str) -> Problem:
     return classifier(net, x.reshape((-1, *shape[1:])), y, eval_x=xt.reshape((-1, *shape[1:])), eval_y=yt)
 
 
-@functools.cache
-def logistic_optimum(l2: float = LOGISTIC_L2) -> tuple[np.ndarray, float]:
-    """``(theta*, f*)`` of the L2 logistic regression of :mod:`lab.convex` on the breast-cancer
-    data, by Newton's method in NumPy float64 with a backtracking line search (no x64 or SciPy
-    needed), iterated to a gradient norm below 1e-10."""
-    x, y = _breast_cancer_float64()
-    n, d = x.shape
-    design = np.hstack([x, np.ones((n, 1))])
-    penalty = np.r_[np.full(d, l2), 0.0]
-
-    def f(theta):
-        z = design @ theta
-        return np.mean(np.logaddexp(0.0, z) - y * z) + 0.5 * np.sum(penalty * theta ** 2)
-
-    theta = np.zeros(d + 1)
-    for _ in range(100):
-        s = 1.0 / (1.0 + np.exp(-(design @ theta)))
-        grad = design.T @ (s - y) / n + penalty * theta
-        if np.linalg.norm(grad) < 1e-10:
-            return theta, float(f(theta))
-        hess = (design.T * (s * (1 - s))) @ design / n + np.diag(penalty)
-        step, t = np.linalg.solve(hess, grad), 1.0
-        while f(theta - t * step) > f(theta) - 0.25 * t * grad @ step and t > 1e-8:
-            t /= 2
-        theta = theta - t * step
-    raise RuntimeError(f"Newton did not reach a gradient norm of 1e-10 on the breast-cancer logistic (l2={l2})")
-
-
-def _breast_cancer_float64() -> tuple[np.ndarray, np.ndarray]:
-    arrays = data._read_breast_cancer()
-    x = np.asarray(arrays["features"], np.float64)
-    return (x - x.mean(0)) / x.std(0), np.asarray(arrays["labels"], np.float64)
-
-
 def _breast_cancer() -> Problem:
-    x64, y64 = _breast_cancer_float64()
-    x, y = x64.astype(DTYPE), y64.astype(DTYPE)
-    f_star = logistic_optimum()[1]
+    x, y = (a.astype(DTYPE) for a in convex.breast_cancer_arrays())
+    f_star = convex.breast_cancer_logistic_newton(LOGISTIC_L2).loss
 
     def objective(params, xb, yb):
-        z = xb @ params["w"] + params["b"]
-        return jnp.mean(jnp.logaddexp(0.0, z) - yb * z) + 0.5 * LOGISTIC_L2 * jnp.sum(params["w"] ** 2)
+        return convex.logistic_loss(jnp.append(params["w"], params["b"]), xb, yb, LOGISTIC_L2)
 
     def evaluate(params, xb, yb):
         value = objective(params, xb, yb)
@@ -316,7 +282,7 @@ def optimizer_defaults(name: str) -> dict:
     for knob, dist in SPACES[name].items():
         if knob in SCHEDULE_KNOBS:
             out[knob] = 0.0
-        elif isinstance(signature.get(knob, _NONE).default, (int, float)):
+        elif knob in signature and isinstance(signature[knob].default, (int, float)):
             out[knob] = float(signature[knob].default)
         else:
             out[knob] = float(dist.transform(np.array([0.5]))[0])

@@ -66,7 +66,8 @@ QUICK = Config(workloads=("digits_mlp", "mnist1d_logistic", "mnist1d_mlp", "brea
 
 
 def check(config: Config) -> None:
-    """Raise ValueError naming the first unusable field of ``config``."""
+    """Raise ValueError naming the first unusable name in ``config`` (the counts and
+    ``budget_fraction`` are range-checked by :func:`studies.common.check_ranges`)."""
     if not isinstance(config, Config):
         raise TypeError(f"expected a benchmark.Config, got {type(config).__name__}")
     for name in config.workloads:
@@ -78,11 +79,6 @@ def check(config: Config) -> None:
         values = getattr(config, field)
         if len(set(values)) != len(values):
             raise ValueError(f"{field} lists a name twice: {values}")
-    for field in ("trials", "studies"):
-        if not isinstance(getattr(config, field), int) or getattr(config, field) < 1:
-            raise ValueError(f"{field} must be a whole number >= 1 (the tuning budget), got {getattr(config, field)!r}")
-    if not 0.0 < config.budget_fraction <= 1.0:
-        raise ValueError(f"budget_fraction must lie in (0, 1], got {config.budget_fraction}")
 
 
 def steps_of(config: Config, w: workloads.Workload) -> int:
@@ -211,7 +207,7 @@ def plot(results: dict, outdir="figures") -> list[Path]:
     axes = np.atleast_1d(axes)
     x = np.arange(len(results["optimizers"]))
     for j, name in enumerate(results["workloads"]):
-        ax = axes[j]
+        ax, target = axes[j], workloads.get(name).target
         study = results["study_times"][:, j]
         med = results["times"][:, j]
         finite = np.isfinite(med)
@@ -224,9 +220,8 @@ def plot(results: dict, outdir="figures") -> list[Path]:
             if not finite[i]:
                 ax.plot(i, 0.05 * top, marker="x", color="0.3")
         ax.set_xticks(x, results["optimizers"], rotation=60, fontsize=7)
-        ax.set_title(f"{name} ({workloads.get(name).target.metric[5:]} "
-                     f"{'<=' if workloads.get(name).target.mode == 'min' else '>='} "
-                     f"{workloads.get(name).target.value:g})", fontsize=8)
+        ax.set_title(f"{name} ({target.metric[5:]} {'<=' if target.mode == 'min' else '>='} {target.value:g})",
+                     fontsize=8)
         ax.set_ylabel("seconds to target", fontsize=8)
     for ax in axes[n:]:
         ax.set_visible(False)
